@@ -1,0 +1,122 @@
+//! Error codes (in `error` frames) and websocket close codes. Codes are stable strings:
+//! clients match on them, people read the accompanying message.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a request failed. Serialized as a snake_case string, e.g. `"not_a_member"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON, or not a JSON object.
+    BadJson,
+    /// The `type` names no request of this protocol version.
+    UnknownType,
+    /// The request is missing a field or has a field of the wrong type or value.
+    InvalidRequest,
+    /// A binary frame; the protocol uses text frames only.
+    BinaryFrame,
+    /// A request other than `hello` before the connection is authenticated.
+    NotAuthenticated,
+    /// A second `hello` on an authenticated connection.
+    AlreadyAuthenticated,
+    /// The token has expired.
+    TokenExpired,
+    /// The token is malformed, signed with another key or algorithm, or has a wrong
+    /// audience, issuer or claim type.
+    TokenInvalid,
+    /// The token names a person who is not in the programme.
+    UnknownPerson,
+    /// The room does not exist.
+    UnknownRoom,
+    /// The person is not a member of the room.
+    NotAMember,
+    /// A moderator must `join` a trio room before speaking in it.
+    JoinRequired,
+    /// The person's role may not do this.
+    Forbidden,
+    /// The message body is longer than the limit.
+    BodyTooLong,
+    /// The message body is empty or only whitespace.
+    EmptyBody,
+    /// The client message id is empty, too long or not printable ASCII.
+    BadClientMsgId,
+    /// More requests than the rate limit allows; retry later.
+    RateLimited,
+    /// A history page larger than the limit was asked for.
+    PageTooLarge,
+    /// The store could not take or give the data; retry later. Nothing was stored.
+    StoreUnavailable,
+    /// An unexpected server fault.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadJson => "bad_json",
+            Self::UnknownType => "unknown_type",
+            Self::InvalidRequest => "invalid_request",
+            Self::BinaryFrame => "binary_frame",
+            Self::NotAuthenticated => "not_authenticated",
+            Self::AlreadyAuthenticated => "already_authenticated",
+            Self::TokenExpired => "token_expired",
+            Self::TokenInvalid => "token_invalid",
+            Self::UnknownPerson => "unknown_person",
+            Self::UnknownRoom => "unknown_room",
+            Self::NotAMember => "not_a_member",
+            Self::JoinRequired => "join_required",
+            Self::Forbidden => "forbidden",
+            Self::BodyTooLong => "body_too_long",
+            Self::EmptyBody => "empty_body",
+            Self::BadClientMsgId => "bad_client_msg_id",
+            Self::RateLimited => "rate_limited",
+            Self::PageTooLarge => "page_too_large",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Whether the same request may succeed if sent again later, unchanged.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::RateLimited | Self::StoreUnavailable | Self::Internal)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A websocket close code the server uses, with its meaning. 1000-1011 are the standard
+/// codes; 4000-4999 are Triad's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    /// Normal closure.
+    pub const NORMAL: Self = Self(1000);
+    /// The server is going away (shutting down or draining): reconnect, to another node.
+    pub const GOING_AWAY: Self = Self(1001);
+    /// A frame larger than [`crate::limits::MAX_FRAME_BYTES`].
+    pub const MESSAGE_TOO_BIG: Self = Self(1009);
+    /// No valid `hello` in time.
+    pub const HELLO_TIMEOUT: Self = Self(4000);
+    /// The `hello` token was refused; do not reconnect with the same token.
+    pub const AUTH_FAILED: Self = Self(4001);
+    /// The token expired during the session and was not refreshed.
+    pub const TOKEN_EXPIRED: Self = Self(4003);
+    /// The session fell behind and its outbox filled up: reconnect and resume.
+    pub const SLOW_CONSUMER: Self = Self(4008);
+    /// The person was removed from the programme or their access revoked.
+    pub const REVOKED: Self = Self(4009);
+
+    /// Whether a client should reconnect (with resume) after this close.
+    pub fn should_reconnect(self) -> bool {
+        !matches!(self, Self::AUTH_FAILED | Self::TOKEN_EXPIRED | Self::REVOKED)
+    }
+}

@@ -1,0 +1,75 @@
+//! Every limit of the protocol, defined once. The server enforces them and tells clients
+//! their values in the welcome ([`Limits`]).
+
+use serde::{Deserialize, Serialize};
+
+/// The largest websocket frame (and message) the server reads, in bytes. Larger frames close
+/// the connection with [`crate::CloseCode::MESSAGE_TOO_BIG`].
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// The longest message body, in bytes of UTF-8. Longer bodies get
+/// [`crate::ErrorCode::BodyTooLong`] and the connection stays open.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The longest client message id, in bytes.
+pub const MAX_CLIENT_MSG_ID_LEN: usize = 64;
+
+/// The longest token in `hello` or `refresh`, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The default number of events in a history page.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// The largest history page a client may ask for.
+pub const MAX_PAGE_SIZE: u32 = 200;
+
+/// Sends allowed per person per second, sustained, across all their sessions.
+pub const SEND_RATE_PER_SECOND: u32 = 5;
+
+/// Sends a person may make in a burst before the sustained rate applies.
+pub const SEND_BURST: u32 = 30;
+
+/// Requests of any kind allowed per session per second, sustained.
+pub const REQUEST_RATE_PER_SECOND: u32 = 50;
+
+/// Requests of any kind a session may make in a burst.
+pub const REQUEST_BURST: u32 = 200;
+
+/// Seconds a new connection has to send `hello` before it is closed.
+pub const HELLO_TIMEOUT_SECS: u64 = 5;
+
+/// Seconds a typing indicator lasts unless repeated.
+pub const TYPING_TTL_SECS: u64 = 6;
+
+/// Resume points a `hello` may carry.
+pub const MAX_RESUME_POINTS: usize = 256;
+
+/// The limits in force on a connection, sent in the welcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// See [`MAX_FRAME_BYTES`].
+    pub max_frame_bytes: usize,
+    /// See [`MAX_BODY_BYTES`].
+    pub max_body_bytes: usize,
+    /// See [`MAX_PAGE_SIZE`].
+    pub max_page_size: u32,
+    /// See [`SEND_RATE_PER_SECOND`].
+    pub send_rate_per_second: u32,
+    /// See [`SEND_BURST`].
+    pub send_burst: u32,
+    /// See [`TYPING_TTL_SECS`].
+    pub typing_ttl_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: MAX_FRAME_BYTES,
+            max_body_bytes: MAX_BODY_BYTES,
+            max_page_size: MAX_PAGE_SIZE,
+            send_rate_per_second: SEND_RATE_PER_SECOND,
+            send_burst: SEND_BURST,
+            typing_ttl_secs: TYPING_TTL_SECS,
+        }
+    }
+}
