@@ -104,6 +104,9 @@ impl CloseCode {
     pub const GOING_AWAY: Self = Self(1001);
     /// A frame larger than [`crate::limits::MAX_FRAME_BYTES`].
     pub const MESSAGE_TOO_BIG: Self = Self(1009);
+    /// The server could not go on with the session (e.g. the store failed while replaying
+    /// history): reconnect and resume.
+    pub const SERVER_ERROR: Self = Self(1011);
     /// No valid `hello` in time.
     pub const HELLO_TIMEOUT: Self = Self(4000);
     /// The `hello` token was refused; do not reconnect with the same token.

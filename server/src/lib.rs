@@ -1,1 +1,22 @@
-//! placeholder
+//! triad-server: the Triad hub as a library, so tests and the binary start it the same way.
+//!
+//! Modules, one per concern:
+//! - [`config`]: the one configuration struct: defaults, file, environment, flags.
+//! - [`auth`]: JWT verification and minting, principals, per-room access.
+//! - [`programme`]: regions, people, trios and rooms: roster import and the demo programme.
+//! - [`store`]: history and state behind one trait; the embedded backend.
+//! - [`hub`]: rooms, local fan-out, presence, typing, rate buckets.
+//! - [`gateway`]: websocket sessions: hello, requests, the outbox writer.
+//! - [`http`]: the router (websocket upgrade, health checks, the web page) and the accept loop.
+//! - [`server`]: wiring it all together and running until shutdown.
+//! - [`cli`]: the `triad-server` command line (serve, demo, token, import, config).
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod hub;
+pub mod programme;
+pub mod server;
+pub mod store;

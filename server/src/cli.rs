@@ -1,0 +1,242 @@
+//! The `triad-server` command line: `serve`, `demo`, `token`, `import`, `config`.
+//! This module is the body of the binary (hence `anyhow`); it lives in the library so the
+//! end-to-end tests can start the very same program.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use triad_protocol::{PersonId, Role, RoomKind};
+
+use crate::auth::TokenMinter;
+use crate::config::{Config, ConfigOverrides, LogFormat};
+use crate::programme::{DEMO_ROSTER, Roster};
+use crate::server::Server;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{NoSink, Store};
+
+#[derive(Parser)]
+#[command(name = "triad-server", version, about = "Triad: real-time collaboration for trio mentoring")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// A TOML configuration file (see `triad-server config`).
+    #[arg(long, short = 'c', env = "TRIAD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: ConfigOverrides,
+}
+
+impl Common {
+    fn load(self) -> anyhow::Result<Config> {
+        Ok(Config::load(self.config.as_deref(), self.overrides)?)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(Common),
+    /// Run the server on the embedded store with a demo programme, printing how each
+    /// person signs in. Reuses the data folder if it exists.
+    Demo(Common),
+    /// Mint a token for a person.
+    Token {
+        /// The person's id.
+        #[arg(long)]
+        person: String,
+        /// Hours the token is valid.
+        #[arg(long, default_value_t = 8)]
+        ttl_hours: u64,
+        /// PEM private key, for EdDSA or RS256.
+        #[arg(long)]
+        private_key: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Load a programme roster (TOML) into the store. With the embedded store, stop the
+    /// server first.
+    Import {
+        /// The roster file.
+        roster: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print an example configuration file with every setting and its default.
+    Config,
+}
+
+/// Runs the command line.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(common) => {
+            let config = common.load()?;
+            init_logs(config.log_format);
+            runtime.block_on(serve(config))
+        }
+        Command::Demo(common) => {
+            let config = common.load()?;
+            init_logs(config.log_format);
+            runtime.block_on(demo(config))
+        }
+        Command::Token { person, ttl_hours, private_key, common } => {
+            let config = common.load()?;
+            let person = PersonId::new(person)?;
+            let minter = match private_key {
+                Some(path) => {
+                    let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                    TokenMinter::with_private_key(&pem, &config.jwt)?
+                }
+                None => TokenMinter::from_config(&config.jwt, &config.data_dir)?,
+            };
+            println!("{}", minter.mint(&person, Duration::from_secs(ttl_hours * 3600))?);
+            Ok(())
+        }
+        Command::Import { roster, common } => {
+            let config = common.load()?;
+            runtime.block_on(import(&config, &roster))
+        }
+        Command::Config => {
+            print!("{}", Config::example_toml());
+            Ok(())
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = Server::bind(config).await?;
+    tracing::info!(addr = %server.local_addr(), "listening");
+    // Parsed by the end-to-end tests and by people: keep this line's shape.
+    println!("triad-server listening on {}", server.local_addr());
+    server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+fn open_offline(config: &Config) -> anyhow::Result<EmbeddedStore> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    EmbeddedStore::open(&config.store_path(), Arc::new(NoSink)).with_context(|| {
+        format!("opening {} (is a server running on it?)", config.store_path().display())
+    })
+}
+
+async fn import(config: &Config, path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let roster = match Roster::parse(&text) {
+        Ok(roster) => roster,
+        Err(err) => bail!("{}: {err}", path.display()),
+    };
+    let store = open_offline(config)?;
+    store.apply_programme(&roster.programme).await?;
+    let trios = roster.programme.rooms.iter().filter(|r| r.kind == RoomKind::Trio).count();
+    println!(
+        "imported {} people and {trios} trios into {}",
+        roster.programme.people.len(),
+        config.store_path().display()
+    );
+    Ok(())
+}
+
+/// Creates the demo secret once: 32 random bytes, hex, readable only by the owner.
+fn ensure_secret(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let bytes: [u8; 32] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(path, hex + "\n").with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+async fn demo(mut config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    if config.jwt.secret.is_none() && config.jwt.secret_file.is_none() {
+        ensure_secret(&config.data_dir.join("jwt-secret"))?;
+    }
+    let programme = {
+        let store = open_offline(&config)?;
+        let mut programme = store.programme().await?;
+        if programme.people.is_empty() {
+            let roster = Roster::parse(DEMO_ROSTER).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.apply_programme(&roster.programme).await?;
+            programme = roster.programme;
+        }
+        programme
+    };
+    let minter = TokenMinter::from_config(&config.jwt, &config.data_dir)?;
+    let server = Server::bind(config.clone()).await?;
+    config.listen = server.local_addr();
+    let base = config.public_url();
+    let ws = format!("{}/ws", base.replacen("http", "ws", 1));
+    println!("Triad demo running at {base} (data in {})", config.data_dir.display());
+    println!("triad-server listening on {}", server.local_addr());
+    println!();
+    println!("Sign in from another terminal as any of these people (tokens valid 30 days):");
+    for person in &programme.people {
+        let room = programme
+            .rooms
+            .iter()
+            .find(|r| r.kind == RoomKind::Trio && (r.members.contains(&person.id) || r.moderators.contains(&person.id)))
+            .map_or("commons".to_string(), |r| r.id.to_string());
+        let role = match person.role {
+            Role::Head => "head",
+            Role::Moderator => "moderator",
+            Role::Coordinator => "coordinator",
+        };
+        let token = minter.mint(&person.id, Duration::from_secs(30 * 24 * 3600))?;
+        println!();
+        println!("  {} ({role}, {room}):", person.name);
+        println!("    cargo run -p triad-cli -- chat --server {ws} --room {room} --token {token}");
+    }
+    println!();
+    println!("A moderator types /join in a trio room to enter it. Stop with Ctrl-C.");
+    server.run(shutdown_signal()).await;
+    Ok(())
+}

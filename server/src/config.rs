@@ -1,0 +1,296 @@
+//! The server's configuration: one documented struct. Values come from defaults, then an
+//! optional TOML file, then `TRIAD_*` environment variables, then command-line flags (the
+//! later wins). The binary's `serve` flags map onto [`ConfigOverrides`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use triad_protocol::limits;
+
+/// How tokens are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with a shared secret (the default).
+    #[serde(rename = "HS256")]
+    #[value(name = "HS256")]
+    Hs256,
+    /// Ed25519 signatures: the server holds only the public key.
+    #[serde(rename = "EdDSA")]
+    #[value(name = "EdDSA")]
+    EdDsa,
+    /// RSA PKCS#1 v1.5 with SHA-256: the server holds only the public key.
+    #[serde(rename = "RS256")]
+    #[value(name = "RS256")]
+    Rs256,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Folder for the embedded store (`triad.redb`) and generated secrets.
+    pub data_dir: PathBuf,
+    /// The URL people use to reach this server (for links), e.g. `http://127.0.0.1:8080`.
+    pub public_url: Option<String>,
+    /// Token verification settings.
+    pub jwt: JwtConfig,
+    /// Origins allowed to open websockets, besides the server's own (same host).
+    pub allowed_origins: Vec<String>,
+    /// Time a client has to send its HTTP request headers.
+    pub header_read_timeout: Duration,
+    /// Time a websocket has to send `hello`.
+    pub hello_timeout: Duration,
+    /// Frames queued for one session before it counts as too slow and is closed.
+    pub outbox_capacity: usize,
+    /// Sends per person per second, sustained.
+    pub send_rate_per_second: u32,
+    /// Sends per person in a burst.
+    pub send_burst: u32,
+    /// Requests of any kind per session per second, sustained.
+    pub request_rate_per_second: u32,
+    /// Requests of any kind per session in a burst.
+    pub request_burst: u32,
+    /// How long shutdown waits for sessions to close.
+    pub shutdown_timeout: Duration,
+    /// Log output format.
+    pub log_format: LogFormat,
+}
+
+/// Token verification (and, with a secret, minting) settings.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// The one algorithm accepted.
+    pub algorithm: JwtAlgorithm,
+    /// The HS256 shared secret.
+    pub secret: Option<String>,
+    /// A file holding the HS256 secret (used when `secret` is unset).
+    pub secret_file: Option<PathBuf>,
+    /// PEM public key for EdDSA or RS256.
+    pub public_key_file: Option<PathBuf>,
+    /// The required `iss`.
+    pub issuer: String,
+    /// The required `aud`.
+    pub audience: String,
+    /// Clock leeway for `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("triad-data"),
+            public_url: None,
+            jwt: JwtConfig {
+                algorithm: JwtAlgorithm::Hs256,
+                secret: None,
+                secret_file: None,
+                public_key_file: None,
+                issuer: "triad".into(),
+                audience: "triad".into(),
+                leeway: Duration::from_secs(30),
+            },
+            allowed_origins: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(limits::HELLO_TIMEOUT_SECS),
+            outbox_capacity: 512,
+            send_rate_per_second: limits::SEND_RATE_PER_SECOND,
+            send_burst: limits::SEND_BURST,
+            request_rate_per_second: limits::REQUEST_RATE_PER_SECOND,
+            request_burst: limits::REQUEST_BURST,
+            shutdown_timeout: Duration::from_secs(10),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// The path of the embedded store file.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("triad.redb")
+    }
+
+    /// The public URL, or one made from the listen address.
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// Builds the configuration: defaults, then `file` if given, then `overrides` (which
+    /// clap fills from flags and `TRIAD_*` variables).
+    pub fn load(file: Option<&Path>, overrides: ConfigOverrides) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Read(path.to_owned(), e.to_string()))?;
+            let file: ConfigOverrides =
+                toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e.to_string()))?;
+            config.apply(file);
+        }
+        config.apply(overrides);
+        Ok(config)
+    }
+
+    fn apply(&mut self, o: ConfigOverrides) {
+        let secs = Duration::from_secs;
+        set(&mut self.listen, o.listen);
+        set(&mut self.data_dir, o.data_dir);
+        set_opt(&mut self.public_url, o.public_url);
+        set(&mut self.jwt.algorithm, o.jwt_algorithm);
+        set_opt(&mut self.jwt.secret, o.jwt_secret);
+        set_opt(&mut self.jwt.secret_file, o.jwt_secret_file);
+        set_opt(&mut self.jwt.public_key_file, o.jwt_public_key_file);
+        set(&mut self.jwt.issuer, o.jwt_issuer);
+        set(&mut self.jwt.audience, o.jwt_audience);
+        set(&mut self.jwt.leeway, o.jwt_leeway_secs.map(secs));
+        set(&mut self.allowed_origins, o.allowed_origins);
+        set(&mut self.header_read_timeout, o.header_read_timeout_secs.map(secs));
+        set(&mut self.hello_timeout, o.hello_timeout_ms.map(Duration::from_millis));
+        set(&mut self.outbox_capacity, o.outbox_capacity);
+        set(&mut self.send_rate_per_second, o.send_rate_per_second);
+        set(&mut self.send_burst, o.send_burst);
+        set(&mut self.request_rate_per_second, o.request_rate_per_second);
+        set(&mut self.request_burst, o.request_burst);
+        set(&mut self.shutdown_timeout, o.shutdown_timeout_secs.map(secs));
+        set(&mut self.log_format, o.log_format);
+    }
+
+    /// An example configuration file with every setting and its default.
+    pub fn example_toml() -> &'static str {
+        include_str!("../triad.example.toml")
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+fn set_opt<T>(slot: &mut Option<T>, value: Option<T>) {
+    if value.is_some() {
+        *slot = value;
+    }
+}
+
+/// Settings that override the defaults: the shape of the TOML file and of the flags.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigOverrides {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TRIAD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Folder for the embedded store and generated secrets [default: triad-data].
+    #[arg(long, env = "TRIAD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The URL people use to reach this server, for links.
+    #[arg(long, env = "TRIAD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The one accepted token algorithm [default: HS256].
+    #[arg(long, env = "TRIAD_JWT_ALGORITHM")]
+    pub jwt_algorithm: Option<JwtAlgorithm>,
+    /// The HS256 shared secret.
+    #[arg(long, env = "TRIAD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// A file holding the HS256 secret [default: <data-dir>/jwt-secret].
+    #[arg(long, env = "TRIAD_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// PEM public key file, for EdDSA or RS256.
+    #[arg(long, env = "TRIAD_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// The required token issuer [default: triad].
+    #[arg(long, env = "TRIAD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The required token audience [default: triad].
+    #[arg(long, env = "TRIAD_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock leeway for token times, in seconds [default: 30].
+    #[arg(long, env = "TRIAD_JWT_LEEWAY_SECS")]
+    pub jwt_leeway_secs: Option<u64>,
+    /// Origins allowed to open websockets besides the server's own, comma-separated.
+    #[arg(long, env = "TRIAD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Seconds a client has to send its request headers [default: 10].
+    #[arg(long, env = "TRIAD_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Milliseconds a websocket has to send hello [default: 5000].
+    #[arg(long, env = "TRIAD_HELLO_TIMEOUT_MS")]
+    pub hello_timeout_ms: Option<u64>,
+    /// Frames queued per session before it is closed as too slow [default: 512].
+    #[arg(long, env = "TRIAD_OUTBOX_CAPACITY")]
+    pub outbox_capacity: Option<usize>,
+    /// Sends per person per second [default: 5].
+    #[arg(long, env = "TRIAD_SEND_RATE_PER_SECOND")]
+    pub send_rate_per_second: Option<u32>,
+    /// Sends per person in a burst [default: 30].
+    #[arg(long, env = "TRIAD_SEND_BURST")]
+    pub send_burst: Option<u32>,
+    /// Requests of any kind per session per second [default: 50].
+    #[arg(long, env = "TRIAD_REQUEST_RATE_PER_SECOND")]
+    pub request_rate_per_second: Option<u32>,
+    /// Requests of any kind per session in a burst [default: 200].
+    #[arg(long, env = "TRIAD_REQUEST_BURST")]
+    pub request_burst: Option<u32>,
+    /// Seconds shutdown waits for sessions [default: 10].
+    #[arg(long, env = "TRIAD_SHUTDOWN_TIMEOUT_SECS")]
+    pub shutdown_timeout_secs: Option<u64>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "TRIAD_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, String),
+    /// The file is not valid TOML for this struct.
+    #[error("invalid config file {0}: {1}")]
+    Parse(PathBuf, String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let parsed: ConfigOverrides = toml::from_str(Config::example_toml()).unwrap();
+        let mut config = Config::default();
+        config.apply(parsed);
+        assert_eq!(config.listen, Config::default().listen);
+        assert_eq!(config.outbox_capacity, Config::default().outbox_capacity);
+        assert_eq!(config.jwt.issuer, "triad");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("triad.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nsend_burst = 7\n").unwrap();
+        let flags = ConfigOverrides { send_burst: Some(9), ..Default::default() };
+        let config = Config::load(Some(&path), flags).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.send_burst, 9);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<ConfigOverrides>("lisen = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}

@@ -1,0 +1,153 @@
+//! Websocket sessions. [`upgrade`] checks the origin and subprotocol before the upgrade;
+//! [`session`] runs one connection: `hello`, then requests until it closes; [`requests`]
+//! answers each request; [`writer`] drains the session's outbox to the socket.
+//!
+//! Each connection is one task reading and one task writing, joined by a bounded outbox.
+
+pub mod requests;
+pub mod session;
+pub mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use triad_protocol::{PROTOCOL_VERSION, limits};
+
+use crate::auth::TokenVerifier;
+use crate::hub::Hub;
+use crate::store::SharedStore;
+
+/// Settings a session needs.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Time to send `hello`.
+    pub hello_timeout: Duration,
+    /// Outbox capacity per session.
+    pub outbox_capacity: usize,
+    /// Origins allowed besides the server's own.
+    pub allowed_origins: Vec<String>,
+    /// Requests per session per second, sustained.
+    pub request_rate_per_second: u32,
+    /// Requests per session in a burst.
+    pub request_burst: u32,
+}
+
+/// What every session shares: the store, the hub, the token verifier.
+pub struct Gateway {
+    /// History and programme.
+    pub store: SharedStore,
+    /// Local rooms and presence.
+    pub hub: Arc<Hub>,
+    /// Token verification.
+    pub verifier: TokenVerifier,
+    /// Session settings.
+    pub settings: SessionSettings,
+    /// Cancelled when the server shuts down: sessions close with 1001.
+    pub shutdown: CancellationToken,
+    /// The running sessions, so shutdown can wait for them.
+    pub sessions: TaskTracker,
+    next_key: AtomicU64,
+}
+
+impl Gateway {
+    /// A gateway with no sessions yet.
+    pub fn new(
+        store: SharedStore,
+        hub: Arc<Hub>,
+        verifier: TokenVerifier,
+        settings: SessionSettings,
+    ) -> Self {
+        Self {
+            store,
+            hub,
+            verifier,
+            settings,
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            next_key: AtomicU64::new(1),
+        }
+    }
+
+    fn next_key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Whether the `Origin` of an upgrade is acceptable: absent (not a browser), the server's
+/// own host, or listed in the configuration.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
+}
+
+/// `GET /ws`: refuses foreign origins and other subprotocols, then upgrades with limits
+/// sized for small chat messages.
+pub async fn upgrade(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&headers, &gateway.settings.allowed_origins) {
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let offered: Vec<&str> = ws
+        .requested_protocols()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    if !offered.is_empty() && !offered.contains(&PROTOCOL_VERSION) {
+        return (StatusCode::BAD_REQUEST, format!("subprotocol {PROTOCOL_VERSION} required"))
+            .into_response();
+    }
+    if gateway.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let tracker = gateway.sessions.clone();
+    ws.protocols([PROTOCOL_VERSION])
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(limits::MAX_FRAME_BYTES * 16)
+        .max_frame_size(limits::MAX_FRAME_BYTES)
+        .max_message_size(limits::MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| tracker.track_future(session::run(gateway, socket)))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn origins() {
+        let allowed = vec!["https://school.example".to_string()];
+        assert!(origin_allowed(&headers(None, "triad:8080"), &allowed));
+        assert!(origin_allowed(&headers(Some("http://triad:8080"), "triad:8080"), &allowed));
+        assert!(origin_allowed(&headers(Some("https://school.example"), "triad:8080"), &allowed));
+        assert!(!origin_allowed(&headers(Some("https://evil.example"), "triad:8080"), &allowed));
+        assert!(!origin_allowed(&headers(Some("null"), "triad:8080"), &allowed));
+    }
+}

@@ -1,0 +1,430 @@
+//! Answering requests on an authenticated session: send, history, join, leave, typing,
+//! read, presence, refresh, ping. Every request is checked against the person's access to
+//! the room and the limits; every failure is answered with a code from the protocol.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use futures_util::StreamExt;
+use futures_util::stream::SplitStream;
+use triad_protocol::{
+    Ack, CloseCode, ErrorCode, History, MemberInfo, PersonId, PersonInfo, PresenceStatus,
+    Request, RoomId, RoomInfo, RoomKind, ServerFrame, ServerMessage, decode_client, limits,
+};
+
+use super::Gateway;
+use super::session::{announce, deadline_of, is_capacity_error};
+use crate::auth::{Access, AuthError};
+use crate::hub::{Outbox, Outgoing, SessionControl, SessionKey, TokenBucket, encode};
+use crate::store::{Page, RoomRecord, StoreError};
+
+/// A request refused: the code and a message for people.
+#[derive(Debug)]
+pub struct Refusal {
+    code: ErrorCode,
+    message: String,
+    room: Option<RoomId>,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), room: None }
+    }
+
+    fn in_room(mut self, room: &RoomId) -> Self {
+        self.room = Some(room.clone());
+        self
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::UnknownRoom(room) => {
+                Self::new(ErrorCode::UnknownRoom, format!("no room {room}")).in_room(&room)
+            }
+            other => {
+                tracing::warn!(error = %other, "store failed");
+                Self::new(ErrorCode::StoreUnavailable, other.to_string())
+            }
+        }
+    }
+}
+
+impl From<AuthError> for Refusal {
+    fn from(err: AuthError) -> Self {
+        Self::new(err.code(), err.to_string())
+    }
+}
+
+type Reply = Result<ServerMessage, Refusal>;
+
+/// An authenticated session's state.
+pub struct Session {
+    /// Shared server state.
+    pub gateway: Arc<Gateway>,
+    /// This session's key.
+    pub key: SessionKey,
+    /// Who is signed in.
+    pub person: PersonId,
+    /// The session's outbox.
+    pub outbox: Outbox,
+    /// The session's close signal.
+    pub control: Arc<SessionControl>,
+    /// The rooms the person can see, and their access.
+    pub rooms: HashMap<RoomId, (RoomKind, Access)>,
+    /// The person's send bucket (shared by their sessions).
+    pub send_bucket: Arc<Mutex<TokenBucket>>,
+    /// This session's bucket for requests of any kind.
+    pub request_bucket: TokenBucket,
+    /// When the token expires.
+    pub expires_at: Instant,
+}
+
+impl Session {
+    /// Reads and answers requests until the connection ends, then leaves every room.
+    pub async fn serve(mut self, mut stream: SplitStream<WebSocket>) {
+        let gateway = self.gateway.clone();
+        let control = self.control.clone();
+        loop {
+            let expiry = tokio::time::sleep_until(self.expires_at.into());
+            let message = tokio::select! {
+                () = control.closed() => break,
+                () = gateway.shutdown.cancelled() => {
+                    control.close(CloseCode::GOING_AWAY, "server shutting down: reconnect");
+                    break;
+                }
+                () = expiry => {
+                    self.reply(None, Err(Refusal::new(ErrorCode::TokenExpired, "token expired; refresh before expiry")));
+                    control.close(CloseCode::TOKEN_EXPIRED, "token expired");
+                    break;
+                }
+                message = stream.next() => message,
+            };
+            match message {
+                Some(Ok(Message::Text(text))) => self.on_text(&text).await,
+                Some(Ok(Message::Binary(_))) => {
+                    self.reply(None, Err(Refusal::new(ErrorCode::BinaryFrame, "text frames only")));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => {
+                    control.close(CloseCode::NORMAL, "");
+                    break;
+                }
+                Some(Err(err)) => {
+                    if is_capacity_error(err) {
+                        control.close(CloseCode::MESSAGE_TOO_BIG, "frame over the size limit");
+                    } else {
+                        control.close(CloseCode::NORMAL, "");
+                    }
+                    break;
+                }
+            }
+        }
+        self.leave_all();
+    }
+
+    fn leave_all(&self) {
+        let hub = &self.gateway.hub;
+        for (room, (_, access)) in &self.rooms {
+            if access.is_in() {
+                hub.unsubscribe(room, self.key);
+            }
+        }
+        if let Some(change) = hub.presence.disconnect(&self.person, self.key) {
+            announce(&self.gateway, &change);
+        }
+    }
+
+    fn reply(&self, re: Option<u64>, reply: Reply) {
+        let message = match reply {
+            Ok(message) => message,
+            Err(refusal) => {
+                tracing::debug!(code = %refusal.code, message = %refusal.message, "request refused");
+                ServerMessage::Error { code: refusal.code, message: refusal.message, room: refusal.room }
+            }
+        };
+        self.push(&ServerFrame::reply(re, message));
+    }
+
+    fn push(&self, frame: &ServerFrame) {
+        self.outbox.push(Outgoing::Frame(encode(frame)));
+    }
+
+    async fn on_text(&mut self, text: &Utf8Bytes) {
+        let frame = match decode_client(text) {
+            Ok(frame) => frame,
+            Err(err) => {
+                return self.reply(err.id, Err(Refusal::new(err.code, err.message)));
+            }
+        };
+        if !self.request_bucket.try_take(Instant::now()) {
+            let refusal = Refusal::new(ErrorCode::RateLimited, "too many requests; slow down");
+            return self.reply(frame.id, Err(refusal));
+        }
+        let reply = self.handle(frame.request).await;
+        self.reply(frame.id, reply);
+    }
+
+    async fn handle(&mut self, request: Request) -> Reply {
+        match request {
+            Request::Hello { .. } => {
+                Err(Refusal::new(ErrorCode::AlreadyAuthenticated, "this session is signed in"))
+            }
+            Request::Refresh { token } => self.refresh(&token),
+            Request::Send { room, client_msg_id, body } => {
+                self.send(&room, &client_msg_id, &body).await.map_err(|r| r.in_room(&room))
+            }
+            Request::History { room, before, after, limit } => {
+                self.history(&room, before, after, limit).await.map_err(|r| r.in_room(&room))
+            }
+            Request::Join { room } => self.join(&room).await.map_err(|r| r.in_room(&room)),
+            Request::Leave { room } => self.leave(&room).await.map_err(|r| r.in_room(&room)),
+            Request::Typing { room, active } => self.typing(&room, active).map_err(|r| r.in_room(&room)),
+            Request::Read { room, seq } => self.read(&room, seq).await.map_err(|r| r.in_room(&room)),
+            Request::Presence { status } => self.presence(status),
+            Request::Ping => Ok(ServerMessage::Pong),
+        }
+    }
+
+    fn access(&self, room: &RoomId) -> Access {
+        self.rooms.get(room).map_or(Access::None, |(_, access)| *access)
+    }
+
+    fn check_in(&self, room: &RoomId) -> Result<(), Refusal> {
+        self.access(room).check_in().map_err(|code| {
+            let message = match code {
+                ErrorCode::JoinRequired => format!("join {room} before taking part"),
+                _ => format!("you are not a member of {room}"),
+            };
+            Refusal::new(code, message)
+        })
+    }
+
+    fn refresh(&mut self, token: &str) -> Reply {
+        if token.len() > limits::MAX_TOKEN_BYTES {
+            return Err(Refusal::new(ErrorCode::InvalidRequest, "token over the size limit"));
+        }
+        let verified = self.gateway.verifier.verify(token)?;
+        if verified.person != self.person {
+            return Err(Refusal::new(ErrorCode::Forbidden, "the token is for another person"));
+        }
+        self.expires_at = deadline_of(verified.expires_at);
+        Ok(ServerMessage::Ok)
+    }
+
+    async fn send(
+        &mut self,
+        room: &RoomId,
+        client_msg_id: &triad_protocol::ClientMsgId,
+        body: &str,
+    ) -> Reply {
+        self.check_in(room)?;
+        if !client_msg_id.is_valid() {
+            let message = format!(
+                "client_msg_id must be 1 to {} printable ASCII characters",
+                limits::MAX_CLIENT_MSG_ID_LEN
+            );
+            return Err(Refusal::new(ErrorCode::BadClientMsgId, message));
+        }
+        if body.len() > limits::MAX_BODY_BYTES {
+            let message = format!("body is {} bytes; the limit is {}", body.len(), limits::MAX_BODY_BYTES);
+            return Err(Refusal::new(ErrorCode::BodyTooLong, message));
+        }
+        if body.trim().is_empty() {
+            return Err(Refusal::new(ErrorCode::EmptyBody, "the message is empty"));
+        }
+        let allowed = self.send_bucket.lock().unwrap_or_else(|e| e.into_inner()).try_take(Instant::now());
+        if !allowed {
+            return Err(Refusal::new(ErrorCode::RateLimited, "sending too fast; wait a moment"));
+        }
+        let appended = self.gateway.store.append_message(room, &self.person, client_msg_id, body).await?;
+        Ok(ServerMessage::Ack(Ack {
+            room: room.clone(),
+            client_msg_id: client_msg_id.clone(),
+            seq: appended.event.seq,
+            ts: appended.event.ts,
+            duplicate: appended.duplicate,
+        }))
+    }
+
+    async fn history(
+        &self,
+        room: &RoomId,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u32>,
+    ) -> Reply {
+        self.check_in(room)?;
+        let limit = limit.unwrap_or(limits::DEFAULT_PAGE_SIZE);
+        if limit > limits::MAX_PAGE_SIZE {
+            let message = format!("limit {limit} is over the maximum page of {}", limits::MAX_PAGE_SIZE);
+            return Err(Refusal::new(ErrorCode::PageTooLarge, message));
+        }
+        let page = match (before, after) {
+            (None, None) => Page::Latest { limit },
+            (Some(before), None) => Page::Before { before, limit },
+            (None, Some(after)) => Page::After { after, limit },
+            (Some(_), Some(_)) => {
+                return Err(Refusal::new(ErrorCode::InvalidRequest, "give before or after, not both"));
+            }
+        };
+        let page = self.gateway.store.history(room, page).await?;
+        Ok(ServerMessage::History(History {
+            room: room.clone(),
+            epoch: page.epoch,
+            events: page.events,
+            has_more: page.has_more,
+        }))
+    }
+
+    async fn join(&mut self, room: &RoomId) -> Reply {
+        let access = self.access(room);
+        if access == Access::None {
+            return Err(Refusal::new(ErrorCode::NotAMember, format!("you are not assigned to {room}")));
+        }
+        let gateway = self.gateway.clone();
+        if matches!(access, Access::Moderator { .. }) {
+            gateway.store.set_moderator_joined(room, &self.person, true).await?;
+        }
+        let newly_in = !access.is_in();
+        if newly_in {
+            gateway.hub.subscribe(room, &self.outbox);
+            self.set_access(room, Access::Moderator { joined: true });
+        }
+        let programme = gateway.store.programme().await?;
+        let record = programme
+            .rooms
+            .iter()
+            .find(|r| &r.id == room)
+            .ok_or_else(|| Refusal::new(ErrorCode::UnknownRoom, format!("no room {room}")))?;
+        let info = room_info(&gateway, &programme.people, record, self.access(room), &self.person).await?;
+        if newly_in {
+            self.outbox.push(Outgoing::Track {
+                room: room.clone(),
+                epoch: info.epoch,
+                after: info.last_seq,
+                live: false,
+            });
+            let status = gateway.hub.presence.status(&self.person);
+            let frame = ServerFrame::push(ServerMessage::Presence {
+                room: room.clone(),
+                person: self.person.clone(),
+                status,
+            });
+            gateway.hub.broadcast(room, &frame, Some(&self.person));
+        }
+        Ok(ServerMessage::Joined { room: info })
+    }
+
+    async fn leave(&mut self, room: &RoomId) -> Reply {
+        match self.access(room) {
+            Access::None => {
+                Err(Refusal::new(ErrorCode::NotAMember, format!("you are not assigned to {room}")))
+            }
+            Access::Member => {
+                Err(Refusal::new(ErrorCode::Forbidden, format!("members cannot leave {room}")))
+            }
+            Access::Moderator { joined } => {
+                let gateway = self.gateway.clone();
+                gateway.store.set_moderator_joined(room, &self.person, false).await?;
+                if joined {
+                    gateway.hub.unsubscribe(room, self.key);
+                    self.outbox.push(Outgoing::Untrack { room: room.clone() });
+                    self.set_access(room, Access::Moderator { joined: false });
+                    let frame = ServerFrame::push(ServerMessage::Presence {
+                        room: room.clone(),
+                        person: self.person.clone(),
+                        status: PresenceStatus::Offline,
+                    });
+                    gateway.hub.broadcast(room, &frame, Some(&self.person));
+                }
+                Ok(ServerMessage::Left { room: room.clone() })
+            }
+        }
+    }
+
+    fn set_access(&mut self, room: &RoomId, access: Access) {
+        if let Some(slot) = self.rooms.get_mut(room) {
+            slot.1 = access;
+        }
+        let inside = self.rooms.iter().filter(|(_, (_, a))| a.is_in()).map(|(r, _)| r.clone()).collect();
+        self.gateway.hub.presence.set_rooms(&self.person, self.key, inside);
+    }
+
+    fn typing(&self, room: &RoomId, active: bool) -> Reply {
+        self.check_in(room)?;
+        let frame = ServerFrame::push(ServerMessage::Typing {
+            room: room.clone(),
+            person: self.person.clone(),
+            active,
+        });
+        self.gateway.hub.broadcast(room, &frame, Some(&self.person));
+        Ok(ServerMessage::Ok)
+    }
+
+    async fn read(&self, room: &RoomId, seq: u64) -> Reply {
+        self.check_in(room)?;
+        let store = &self.gateway.store;
+        let marker = store.set_read(room, &self.person, seq).await?;
+        let state = store.room_state(room).await?;
+        let message = ServerMessage::Read {
+            room: room.clone(),
+            seq: marker,
+            unread: state.last_seq.saturating_sub(marker),
+        };
+        let text = encode(&ServerFrame::push(message.clone()));
+        for outbox in self.gateway.hub.presence.sessions_of(&self.person) {
+            if outbox.key() != self.key {
+                outbox.push(Outgoing::Frame(text.clone()));
+            }
+        }
+        Ok(message)
+    }
+
+    fn presence(&self, status: PresenceStatus) -> Reply {
+        if status == PresenceStatus::Offline {
+            return Err(Refusal::new(ErrorCode::InvalidRequest, "close the connection to go offline"));
+        }
+        if let Some(change) = self.gateway.hub.presence.set_status(&self.person, self.key, status) {
+            announce(&self.gateway, &change);
+        }
+        Ok(ServerMessage::Ok)
+    }
+}
+
+/// A room as `person` sees it now: history position, unread count, members and presence.
+pub async fn room_info(
+    gateway: &Gateway,
+    people: &[PersonInfo],
+    record: &RoomRecord,
+    access: Access,
+    person: &PersonId,
+) -> Result<RoomInfo, StoreError> {
+    let state = gateway.store.room_state(&record.id).await?;
+    let read_seq = gateway.store.read_marker(&record.id, person).await?;
+    let present = record.members.iter().chain(record.joined_moderators.iter());
+    let members = present
+        .filter_map(|id| people.iter().find(|p| &p.id == id))
+        .map(|p| MemberInfo {
+            person: p.id.clone(),
+            name: p.name.clone(),
+            role: p.role,
+            status: gateway.hub.presence.status(&p.id),
+        })
+        .collect();
+    Ok(RoomInfo {
+        id: record.id.clone(),
+        kind: record.kind,
+        title: record.title.clone(),
+        epoch: state.epoch,
+        last_seq: state.last_seq,
+        read_seq,
+        unread: state.last_seq.saturating_sub(read_seq),
+        last_ts: state.last_ts,
+        joined: access.is_in(),
+        members,
+    })
+}

@@ -1,0 +1,281 @@
+//! One websocket connection: wait for `hello` (with a deadline), authenticate, enter the
+//! person's rooms, send the welcome and resume each room, then answer requests until the
+//! connection closes, the token expires, or the server shuts down.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tracing::Instrument;
+use triad_protocol::{
+    CloseCode, ErrorCode, PROTOCOL_VERSION, Request, ResumePoint, ServerFrame, ServerMessage,
+    SessionId, Welcome, decode_client, limits,
+};
+
+use super::Gateway;
+use super::requests::{Session, room_info};
+use super::writer::Writer;
+use crate::auth::{Access, Verified, access_to};
+use crate::hub::{Outbox, Outgoing, SessionControl, TokenBucket, encode};
+use crate::store::now_ms;
+
+/// What a successful `hello` carried.
+struct Hello {
+    id: Option<u64>,
+    verified: Verified,
+    resume: Vec<ResumePoint>,
+}
+
+/// Runs one connection to its end.
+pub async fn run(gateway: Arc<Gateway>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let Some(hello) = wait_hello(&gateway, &mut sink, &mut stream).await else { return };
+    let key = gateway.next_key();
+    let span = tracing::info_span!("session", session = key, person = %hello.verified.person);
+    async move {
+        match start(&gateway, key, hello, sink).await {
+            Ok((session, writer)) => {
+                tracing::info!("session started");
+                session.serve(stream).await;
+                if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
+                    tracing::debug!("writer did not finish in time");
+                }
+                tracing::info!("session ended");
+            }
+            Err(mut sink) => {
+                if tokio::time::timeout(Duration::from_secs(2), sink.close()).await.is_err() {
+                    tracing::debug!("close not delivered");
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn send_frame(sink: &mut SplitSink<WebSocket, Message>, frame: &ServerFrame) -> bool {
+    sink.send(Message::Text(encode(frame))).await.is_ok()
+}
+
+async fn close(sink: &mut SplitSink<WebSocket, Message>, code: CloseCode, reason: &str) {
+    let frame = CloseFrame { code: code.0, reason: reason.into() };
+    let closing = sink.send(Message::Close(Some(frame)));
+    if tokio::time::timeout(Duration::from_secs(2), closing).await.is_err() {
+        tracing::debug!("close frame not delivered");
+    }
+}
+
+/// Reads frames until a valid `hello`, answering anything else with an error. Returns
+/// `None` (after closing) on timeout, a refused token, or a closed connection.
+async fn wait_hello(
+    gateway: &Gateway,
+    sink: &mut SplitSink<WebSocket, Message>,
+    stream: &mut SplitStream<WebSocket>,
+) -> Option<Hello> {
+    let deadline = tokio::time::sleep(gateway.settings.hello_timeout);
+    tokio::pin!(deadline);
+    loop {
+        let message = tokio::select! {
+            () = &mut deadline => {
+                let frame = ServerFrame::error(None, ErrorCode::NotAuthenticated, "no hello in time");
+                send_frame(sink, &frame).await;
+                close(sink, CloseCode::HELLO_TIMEOUT, "no hello in time").await;
+                return None;
+            }
+            () = gateway.shutdown.cancelled() => {
+                close(sink, CloseCode::GOING_AWAY, "server shutting down").await;
+                return None;
+            }
+            message = stream.next() => message,
+        };
+        let text = match message {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(_))) => {
+                let frame = ServerFrame::error(None, ErrorCode::BinaryFrame, "text frames only");
+                send_frame(sink, &frame).await;
+                continue;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_))) | None => return None,
+            Some(Err(err)) => {
+                read_failed(sink, err).await;
+                return None;
+            }
+        };
+        let frame = match decode_client(&text) {
+            Ok(frame) => frame,
+            Err(err) => {
+                send_frame(sink, &ServerFrame::error(err.id, err.code, err.message)).await;
+                continue;
+            }
+        };
+        let Request::Hello { token, resume } = frame.request else {
+            let message = format!("send hello first, not {}", frame.request.type_name());
+            send_frame(sink, &ServerFrame::error(frame.id, ErrorCode::NotAuthenticated, message)).await;
+            continue;
+        };
+        if token.len() > limits::MAX_TOKEN_BYTES || resume.len() > limits::MAX_RESUME_POINTS {
+            let message = "token or resume list over the limit";
+            send_frame(sink, &ServerFrame::error(frame.id, ErrorCode::InvalidRequest, message)).await;
+            close(sink, CloseCode::AUTH_FAILED, message).await;
+            return None;
+        }
+        match gateway.verifier.verify(&token) {
+            Ok(verified) => return Some(Hello { id: frame.id, verified, resume }),
+            Err(err) => {
+                tracing::debug!(error = %err, "hello refused");
+                send_frame(sink, &ServerFrame::error(frame.id, err.code(), err.to_string())).await;
+                close(sink, CloseCode::AUTH_FAILED, "authentication failed").await;
+                return None;
+            }
+        }
+    }
+}
+
+/// Closes with 1009 after an oversized frame; other read errors just end the session.
+async fn read_failed(sink: &mut SplitSink<WebSocket, Message>, err: axum::Error) {
+    if is_capacity_error(err) {
+        close(sink, CloseCode::MESSAGE_TOO_BIG, "frame over the size limit").await;
+    }
+}
+
+/// Whether a read error is tungstenite's "message or frame too large".
+pub fn is_capacity_error(err: axum::Error) -> bool {
+    let inner = err.into_inner();
+    matches!(
+        inner.downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
+type Started = (Session, tokio::task::JoinHandle<()>);
+
+/// Authenticated: enter the rooms, queue the welcome and the resumes, start the writer.
+async fn start(
+    gateway: &Arc<Gateway>,
+    key: u64,
+    hello: Hello,
+    mut sink: SplitSink<WebSocket, Message>,
+) -> Result<Started, SplitSink<WebSocket, Message>> {
+    let store = &gateway.store;
+    let person_id = hello.verified.person.clone();
+    let refuse = |code: ErrorCode, message: String| ServerFrame::error(hello.id, code, message);
+    let programme = match store.programme().await {
+        Ok(programme) => programme,
+        Err(err) => {
+            send_frame(&mut sink, &refuse(ErrorCode::StoreUnavailable, err.to_string())).await;
+            close(&mut sink, CloseCode::SERVER_ERROR, "store unavailable").await;
+            return Err(sink);
+        }
+    };
+    let Some(person) = programme.people.iter().find(|p| p.id == person_id).cloned() else {
+        let message = format!("{person_id} is not in the programme");
+        send_frame(&mut sink, &refuse(ErrorCode::UnknownPerson, message)).await;
+        close(&mut sink, CloseCode::AUTH_FAILED, "unknown person").await;
+        return Err(sink);
+    };
+
+    let control = Arc::new(SessionControl::default());
+    let (outbox, rx) =
+        Outbox::new(key, person_id.clone(), gateway.settings.outbox_capacity, control.clone());
+    let mut rooms = HashMap::new();
+    let mut order = Vec::new();
+    for record in programme.rooms {
+        let access = access_to(&record, &person_id);
+        if access != Access::None {
+            order.push(record.id.clone());
+            rooms.insert(record.id.clone(), (record, access));
+        }
+    }
+    // Subscribe before reading room states: an event stored in between reaches the outbox
+    // and the writer skips or fills as needed, so nothing falls between the two.
+    let inside: Vec<_> = order.iter().filter(|r| rooms[*r].1.is_in()).cloned().collect();
+    for room in &inside {
+        gateway.hub.subscribe(room, &outbox);
+    }
+    let (send_bucket, change) = gateway.hub.presence.connect(&outbox, inside.clone());
+    if let Some(change) = change {
+        announce(gateway, &change);
+    }
+
+    let mut infos = Vec::with_capacity(order.len());
+    let mut tracks = Vec::new();
+    for room in &order {
+        let (record, access) = &rooms[room];
+        let info = match room_info(gateway, &programme.people, record, *access, &person_id).await {
+            Ok(info) => info,
+            Err(err) => {
+                let frame = refuse(ErrorCode::StoreUnavailable, err.to_string());
+                outbox.push(Outgoing::Frame(encode(&frame)));
+                control.close(CloseCode::SERVER_ERROR, "store unavailable");
+                break;
+            }
+        };
+        if access.is_in() {
+            let resumed = hello.resume.iter().find(|p| &p.room == room && p.epoch == info.epoch);
+            let after = resumed.map_or(info.last_seq, |p| p.seq.min(info.last_seq));
+            tracks.push(Outgoing::Track { room: room.clone(), epoch: info.epoch, after, live: true });
+        }
+        infos.push(info);
+    }
+    let welcome = Welcome {
+        protocol: PROTOCOL_VERSION.to_string(),
+        session: SessionId(format!("s{key}")),
+        person,
+        rooms: infos,
+        limits: limits::Limits {
+            send_rate_per_second: gateway.hub.presence.send_rate(),
+            send_burst: gateway.hub.presence.send_burst(),
+            ..limits::Limits::default()
+        },
+        token_expires_at: hello.verified.expires_at,
+    };
+    outbox.push(Outgoing::Frame(encode(&ServerFrame::reply(
+        hello.id,
+        ServerMessage::Welcome(welcome),
+    ))));
+    for track in tracks {
+        outbox.push(track);
+    }
+    let writer = tokio::spawn(
+        Writer::new(sink, rx, control.clone(), gateway.store.clone())
+            .run()
+            .in_current_span(),
+    );
+    let session = Session {
+        gateway: gateway.clone(),
+        key,
+        person: person_id,
+        outbox,
+        control,
+        rooms: rooms.into_iter().map(|(id, (record, access))| (id, (record.kind, access))).collect(),
+        send_bucket,
+        request_bucket: TokenBucket::new(
+            gateway.settings.request_rate_per_second,
+            gateway.settings.request_burst,
+        ),
+        expires_at: deadline_of(hello.verified.expires_at),
+    };
+    Ok((session, writer))
+}
+
+/// The instant a token expiry (ms since the Unix epoch) falls at.
+pub fn deadline_of(expires_at_ms: i64) -> Instant {
+    let left = u64::try_from(expires_at_ms.saturating_sub(now_ms())).unwrap_or(0);
+    Instant::now() + Duration::from_millis(left)
+}
+
+/// Tells the rooms of a presence change.
+pub fn announce(gateway: &Gateway, change: &crate::hub::presence::PresenceChange) {
+    for room in &change.rooms {
+        let frame = ServerFrame::push(ServerMessage::Presence {
+            room: room.clone(),
+            person: change.person.clone(),
+            status: change.status,
+        });
+        gateway.hub.broadcast(room, &frame, None);
+    }
+}

@@ -1,0 +1,171 @@
+//! The session writer: drains the outbox to the socket. It feeds every ready frame and
+//! flushes once per batch. It keeps, per room, the last sequence number written, so the
+//! client sees each room's events exactly once and in order: a duplicate is skipped, and a
+//! gap (an event newer than the next expected one) is filled from the store first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use tokio::sync::mpsc;
+use triad_protocol::{
+    CloseCode, Live, RoomId, Seq, ServerFrame, ServerMessage, limits::MAX_PAGE_SIZE,
+};
+
+use crate::hub::{Outgoing, SessionControl, encode};
+use crate::store::{Page, SharedStore, StoreError};
+
+/// Frames fed before a flush is forced.
+const BATCH: usize = 64;
+
+/// Why the writer stopped early.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("socket: {0}")]
+    Socket(#[from] axum::Error),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+struct Position {
+    last: Seq,
+}
+
+/// Writes one session's outbox to its socket.
+pub struct Writer {
+    sink: SplitSink<WebSocket, Message>,
+    rx: mpsc::Receiver<Outgoing>,
+    control: Arc<SessionControl>,
+    store: SharedStore,
+    rooms: HashMap<RoomId, Position>,
+}
+
+impl Writer {
+    /// A writer for a session.
+    pub fn new(
+        sink: SplitSink<WebSocket, Message>,
+        rx: mpsc::Receiver<Outgoing>,
+        control: Arc<SessionControl>,
+        store: SharedStore,
+    ) -> Self {
+        Self { sink, rx, control, store, rooms: HashMap::new() }
+    }
+
+    /// Runs until the outbox closes or the session is asked to close, then sends the close
+    /// frame.
+    pub async fn run(mut self) {
+        let control = self.control.clone();
+        let outcome = tokio::select! {
+            outcome = self.pump() => outcome,
+            () = control.closed() => Ok(()),
+        };
+        if let Err(err) = outcome {
+            match err {
+                WriteError::Socket(e) => tracing::debug!(error = %e, "socket write failed"),
+                WriteError::Store(e) => {
+                    tracing::warn!(error = %e, "store failed while filling history");
+                    control.close(CloseCode::SERVER_ERROR, "store unavailable: resume later");
+                }
+            }
+        }
+        let (code, reason) =
+            control.reason().cloned().unwrap_or((CloseCode::NORMAL, String::new()));
+        if code != CloseCode::SLOW_CONSUMER {
+            // Frames queued before the close (an error explaining it, say) go out first.
+            let drain = async {
+                while let Ok(item) = self.rx.try_recv() {
+                    self.handle(item).await?;
+                }
+                self.sink.flush().await.map_err(WriteError::from)
+            };
+            if !matches!(tokio::time::timeout(Duration::from_secs(1), drain).await, Ok(Ok(()))) {
+                tracing::debug!("queued frames not delivered before close");
+            }
+        }
+        let frame = CloseFrame { code: code.0, reason: reason.into() };
+        // The peer may be gone or not reading: the close frame is best effort, bounded.
+        let closing = async {
+            self.sink.send(Message::Close(Some(frame))).await?;
+            self.sink.close().await
+        };
+        if tokio::time::timeout(Duration::from_secs(2), closing).await.is_err() {
+            tracing::debug!("close frame not delivered in time");
+        }
+        control.close(code, "writer finished");
+    }
+
+    async fn pump(&mut self) -> Result<(), WriteError> {
+        while let Some(item) = self.rx.recv().await {
+            self.handle(item).await?;
+            let mut fed = 1;
+            while fed < BATCH {
+                let Ok(item) = self.rx.try_recv() else { break };
+                self.handle(item).await?;
+                fed += 1;
+            }
+            self.sink.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, item: Outgoing) -> Result<(), WriteError> {
+        match item {
+            Outgoing::Frame(text) => self.sink.feed(Message::Text(text)).await?,
+            Outgoing::Event(event) => {
+                let Some(position) = self.rooms.get(&event.room) else { return Ok(()) };
+                if event.seq <= position.last {
+                    return Ok(());
+                }
+                if event.seq > position.last + 1 {
+                    self.fill(&event.room, Some(event.seq - 1)).await?;
+                }
+                self.sink.feed(Message::Text(event.text.clone())).await?;
+                if let Some(position) = self.rooms.get_mut(&event.room) {
+                    position.last = event.seq;
+                }
+            }
+            Outgoing::Track { room, epoch, after, live } => {
+                self.rooms.insert(room.clone(), Position { last: after });
+                let last = self.fill(&room, None).await?;
+                if live {
+                    let frame = ServerFrame::push(ServerMessage::Live(Live { room, epoch, seq: last }));
+                    self.sink.feed(Message::Text(encode(&frame))).await?;
+                }
+            }
+            Outgoing::Untrack { room } => {
+                self.rooms.remove(&room);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the room's stored events after the last one written, up to `until` (or the
+    /// newest); returns the last sequence number written.
+    async fn fill(&mut self, room: &RoomId, until: Option<Seq>) -> Result<Seq, WriteError> {
+        let Some(position) = self.rooms.get(room) else { return Ok(0) };
+        let mut last = position.last;
+        loop {
+            let page = Page::After { after: last, limit: MAX_PAGE_SIZE };
+            let history = self.store.history(room, page).await?;
+            let mut reached = false;
+            for event in history.events {
+                if until.is_some_and(|u| event.seq > u) {
+                    reached = true;
+                    break;
+                }
+                last = event.seq;
+                let frame = ServerFrame::push(ServerMessage::Event { event });
+                self.sink.feed(Message::Text(encode(&frame))).await?;
+            }
+            if let Some(position) = self.rooms.get_mut(room) {
+                position.last = last;
+            }
+            if reached || !history.has_more || until.is_some_and(|u| last >= u) {
+                return Ok(last);
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! History and state: one [`Store`] trait, with an embedded backend ([`embedded`], the
+//! default: one durable file) and, later, a Redis backend.
+//!
+//! The store owns sequence numbers: `append` assigns a room's next `seq` and persists the
+//! event atomically with a de-duplication record for its `client_msg_id`, so a retried send
+//! returns the original event and stores nothing. After an event is durable, the store hands
+//! it to its [`EventSink`] (the hub, or the bus across nodes) in sequence order per room,
+//! and only then answers the caller, so an ack never overtakes the event it acknowledges.
+
+pub mod embedded;
+
+#[cfg(test)]
+mod conformance;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use triad_protocol::{
+    ClientMsgId, Epoch, PersonId, PersonInfo, RoomEvent, RoomId, RoomKind, Seq, Timestamp,
+};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or failed to persist; nothing was stored.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The room does not exist.
+    #[error("unknown room {0}")]
+    UnknownRoom(RoomId),
+    /// Stored data could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A room and who may be in it, as the programme defines it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRecord {
+    /// The room.
+    pub id: RoomId,
+    /// Its kind.
+    pub kind: RoomKind,
+    /// Its title.
+    pub title: String,
+    /// People who are always in the room (the heads of a trio; everyone in the commons;
+    /// moderators and coordinators in the staff room).
+    pub members: Vec<PersonId>,
+    /// Moderators assigned to a trio room; they are in it only after `join`.
+    pub moderators: Vec<PersonId>,
+    /// Assigned moderators who have joined and not left.
+    pub joined_moderators: Vec<PersonId>,
+}
+
+/// The whole programme: people and rooms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Programme {
+    /// Everyone.
+    pub people: Vec<PersonInfo>,
+    /// Every room, with its membership.
+    pub rooms: Vec<RoomRecord>,
+}
+
+/// Where a room's history stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomState {
+    /// The history epoch (set when the room is created, changed if history is reset).
+    pub epoch: Epoch,
+    /// The last sequence number, 0 when empty.
+    pub last_seq: Seq,
+    /// When the last event was stored.
+    pub last_ts: Option<Timestamp>,
+}
+
+/// Which page of history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The newest `limit` events.
+    Latest { limit: u32 },
+    /// The newest `limit` events with `seq < before`.
+    Before { before: Seq, limit: u32 },
+    /// The oldest `limit` events with `seq > after`.
+    After { after: Seq, limit: u32 },
+}
+
+/// A page of history, ascending by `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The room's epoch.
+    pub epoch: Epoch,
+    /// The events, ascending.
+    pub events: Vec<RoomEvent>,
+    /// Whether more events exist beyond the page in the direction read.
+    pub has_more: bool,
+}
+
+/// The result of an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The stored event (the original one, for a duplicate).
+    pub event: RoomEvent,
+    /// Whether the `client_msg_id` had been stored before, so nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// Receives events once they are durable, in sequence order per room.
+pub trait EventSink: Send + Sync + 'static {
+    /// Called once per stored event. Must not block.
+    fn publish(&self, event: &RoomEvent);
+}
+
+/// A sink that drops everything (for offline commands such as `import`).
+pub struct NoSink;
+
+impl EventSink for NoSink {
+    fn publish(&self, _event: &RoomEvent) {}
+}
+
+/// History and programme state. Every backend passes the suite in `conformance`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The whole programme: people and rooms with their membership.
+    async fn programme(&self) -> Result<Programme, StoreError>;
+
+    /// Inserts or replaces people and rooms. Rooms keep their history and epoch; the
+    /// joined moderators of an existing room are kept if still assigned.
+    async fn apply_programme(&self, programme: &Programme) -> Result<(), StoreError>;
+
+    /// One person.
+    async fn person(&self, id: &PersonId) -> Result<Option<PersonInfo>, StoreError>;
+
+    /// One room.
+    async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, StoreError>;
+
+    /// Appends a chat message, or returns the original event if `client_msg_id` was
+    /// already stored in this room. Also moves the author's read marker to the new event.
+    async fn append_message(
+        &self,
+        room: &RoomId,
+        author: &PersonId,
+        client_msg_id: &ClientMsgId,
+        body: &str,
+    ) -> Result<Appended, StoreError>;
+
+    /// Records that an assigned moderator joined (`true`) or left a trio room, and appends
+    /// the system event in the same transaction. Returns the event, or `None` if the
+    /// moderator was already in that state.
+    async fn set_moderator_joined(
+        &self,
+        room: &RoomId,
+        moderator: &PersonId,
+        joined: bool,
+    ) -> Result<Option<RoomEvent>, StoreError>;
+
+    /// Reads a page of history.
+    async fn history(&self, room: &RoomId, page: Page) -> Result<HistoryPage, StoreError>;
+
+    /// Where a room's history stands.
+    async fn room_state(&self, room: &RoomId) -> Result<RoomState, StoreError>;
+
+    /// Moves a person's read marker forward (never back, never past the last event);
+    /// returns the marker now.
+    async fn set_read(&self, room: &RoomId, person: &PersonId, seq: Seq)
+    -> Result<Seq, StoreError>;
+
+    /// A person's read marker in a room (0 if never set).
+    async fn read_marker(&self, room: &RoomId, person: &PersonId) -> Result<Seq, StoreError>;
+
+    /// Whether the backend can serve requests now (for `/readyz`).
+    async fn ready(&self) -> bool;
+}
+
+/// A shared store handle.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,6 @@
+//! Integration tests of triad-server: a real server on port 0 with its embedded store in a
+//! temporary folder, driven over real websockets. One test binary for the crate.
+
+mod bad_input;
+mod chat;
+mod harness;
