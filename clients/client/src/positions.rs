@@ -436,8 +436,11 @@ mod tests {
         p.on_welcome(&welcome(vec![info("trio-1", 1, 2, true)]));
         p.on_event(event("trio-1", 6));
         let out = p.on_fill(page("trio-1", 1, 3..=3, false));
-        // 4 and 5 are nowhere: 3 is delivered, then 6 after the hole.
-        assert_eq!(seqs(&out), vec![3, 6]);
+        assert_eq!(seqs(&out), vec![3]);
+        assert_eq!(out.fetch, Some((room("trio-1"), 3)));
+        // 4 and 5 are nowhere: a page that brings nothing new skips the hole.
+        let out = p.on_fill(History { events: Vec::new(), ..page("trio-1", 1, 1..=0, false) });
+        assert_eq!(seqs(&out), vec![6]);
         assert_eq!(out.fetch, None);
         assert_eq!(p.get(&room("trio-1")), Some((Some(1), 6)));
     }
