@@ -1,1 +1,6 @@
+//! End-to-end tests across processes: real `triad-node` server processes (the
+//! `triad-server` program), started, killed and restarted, with clients on `triad-client`.
 
+mod demo;
+mod harness;
+mod trio;
