@@ -19,7 +19,10 @@ pub struct ClientFrame {
 impl ClientFrame {
     /// A frame with a request id.
     pub fn new(id: RequestId, request: Request) -> Self {
-        Self { id: Some(id), request }
+        Self {
+            id: Some(id),
+            request,
+        }
     }
 }
 

@@ -49,7 +49,11 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
     };
     let id = envelope.get("id").and_then(serde_json::Value::as_u64);
     match envelope.remove("type") {
-        None => DecodeError { code: ErrorCode::InvalidRequest, id, message: "missing field `type`".into() },
+        None => DecodeError {
+            code: ErrorCode::InvalidRequest,
+            id,
+            message: "missing field `type`".into(),
+        },
         Some(serde_json::Value::String(kind)) if !Request::TYPES.contains(&kind.as_str()) => {
             let shown: String = kind.chars().take(40).collect();
             DecodeError {
@@ -58,7 +62,11 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
                 message: format!("unknown request type {shown:?}"),
             }
         }
-        Some(_) => DecodeError { code: ErrorCode::InvalidRequest, id, message: err.to_string() },
+        Some(_) => DecodeError {
+            code: ErrorCode::InvalidRequest,
+            id,
+            message: err.to_string(),
+        },
     }
 }
 
@@ -68,13 +76,22 @@ mod tests {
 
     #[test]
     fn classifies_failures() {
-        assert_eq!(decode_client("{not json").unwrap_err().code, ErrorCode::BadJson);
+        assert_eq!(
+            decode_client("{not json").unwrap_err().code,
+            ErrorCode::BadJson
+        );
         assert_eq!(decode_client("[1,2]").unwrap_err().code, ErrorCode::BadJson);
         let unknown = decode_client(r#"{"id":7,"type":"shout"}"#).unwrap_err();
-        assert_eq!((unknown.code, unknown.id), (ErrorCode::UnknownType, Some(7)));
+        assert_eq!(
+            (unknown.code, unknown.id),
+            (ErrorCode::UnknownType, Some(7))
+        );
         let bad = decode_client(r#"{"id":8,"type":"send","room":"trio-1"}"#).unwrap_err();
         assert_eq!((bad.code, bad.id), (ErrorCode::InvalidRequest, Some(8)));
-        assert_eq!(decode_client(r#"{"id":9}"#).unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            decode_client(r#"{"id":9}"#).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]

@@ -81,7 +81,10 @@ impl ErrorCode {
 
     /// Whether the same request may succeed if sent again later, unchanged.
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::RateLimited | Self::StoreUnavailable | Self::Internal)
+        matches!(
+            self,
+            Self::RateLimited | Self::StoreUnavailable | Self::Internal
+        )
     }
 }
 
@@ -120,6 +123,9 @@ impl CloseCode {
 
     /// Whether a client should reconnect (with resume) after this close.
     pub fn should_reconnect(self) -> bool {
-        !matches!(self, Self::AUTH_FAILED | Self::TOKEN_EXPIRED | Self::REVOKED)
+        !matches!(
+            self,
+            Self::AUTH_FAILED | Self::TOKEN_EXPIRED | Self::REVOKED
+        )
     }
 }

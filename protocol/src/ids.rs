@@ -44,13 +44,16 @@ impl std::error::Error for IdError {}
 fn check_slug(kind: &'static str, value: &str) -> Result<(), IdError> {
     let ok = !value.is_empty()
         && value.len() <= MAX_ID_LEN
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        && value.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
     if ok {
         Ok(())
     } else {
-        Err(IdError { kind, value: value.chars().take(80).collect() })
+        Err(IdError {
+            kind,
+            value: value.chars().take(80).collect(),
+        })
     }
 }
 

@@ -30,7 +30,9 @@ pub use client::{ClientFrame, Request, ResumePoint};
 pub use codec::{DecodeError, decode_client, decode_server};
 pub use error::{CloseCode, ErrorCode};
 pub use event::{EventBody, RoomEvent};
-pub use ids::{ClientMsgId, Epoch, IdError, PersonId, RequestId, RoomId, Seq, SessionId, Timestamp};
+pub use ids::{
+    ClientMsgId, Epoch, IdError, PersonId, RequestId, RoomId, Seq, SessionId, Timestamp,
+};
 pub use limits::Limits;
 pub use server::{
     Ack, History, Live, MemberInfo, PersonInfo, PresenceStatus, Role, RoomInfo, RoomKind,

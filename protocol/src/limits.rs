@@ -4,12 +4,16 @@
 use serde::{Deserialize, Serialize};
 
 /// The largest websocket frame (and message) the server reads, in bytes. Larger frames close
-/// the connection with [`crate::CloseCode::MESSAGE_TOO_BIG`].
-pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// the connection with [`crate::CloseCode::MESSAGE_TOO_BIG`]. Room for the largest body even
+/// at its worst JSON escaping (six bytes per character, `\u0001`) plus the envelope.
+pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 
 /// The longest message body, in bytes of UTF-8. Longer bodies get
 /// [`crate::ErrorCode::BodyTooLong`] and the connection stays open.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+// Any body within the limit fits in a frame, however it is escaped.
+const _: () = assert!(MAX_BODY_BYTES * 6 + 1024 <= MAX_FRAME_BYTES);
 
 /// The longest client message id, in bytes.
 pub const MAX_CLIENT_MSG_ID_LEN: usize = 64;

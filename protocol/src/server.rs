@@ -32,7 +32,14 @@ impl ServerFrame {
 
     /// An error response.
     pub fn error(re: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::reply(re, ServerMessage::Error { code, message: message.into(), room: None })
+        Self::reply(
+            re,
+            ServerMessage::Error {
+                code,
+                message: message.into(),
+                room: None,
+            },
+        )
     }
 }
 
@@ -184,6 +191,33 @@ pub struct Live {
     pub epoch: Epoch,
     /// The last sequence number sent.
     pub seq: Seq,
+}
+
+impl ServerMessage {
+    /// Every server message type name, as on the wire.
+    pub const TYPES: &'static [&'static str] = &[
+        "welcome", "ack", "history", "event", "live", "joined", "left", "typing", "presence",
+        "read", "ok", "pong", "error",
+    ];
+
+    /// The message's type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Welcome(_) => "welcome",
+            Self::Ack(_) => "ack",
+            Self::History(_) => "history",
+            Self::Event { .. } => "event",
+            Self::Live(_) => "live",
+            Self::Joined { .. } => "joined",
+            Self::Left { .. } => "left",
+            Self::Typing { .. } => "typing",
+            Self::Presence { .. } => "presence",
+            Self::Read { .. } => "read",
+            Self::Ok => "ok",
+            Self::Pong => "pong",
+            Self::Error { .. } => "error",
+        }
+    }
 }
 
 /// A message from the server. Tagged by `type`.

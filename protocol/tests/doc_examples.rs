@@ -32,30 +32,6 @@ fn blocks(doc: &str, info: &str) -> Vec<String> {
     found
 }
 
-/// Exhaustive: adding a server message without updating this (and the document) fails.
-fn server_type(message: &ServerMessage) -> &'static str {
-    match message {
-        ServerMessage::Welcome(_) => "welcome",
-        ServerMessage::Ack(_) => "ack",
-        ServerMessage::History(_) => "history",
-        ServerMessage::Event { .. } => "event",
-        ServerMessage::Live(_) => "live",
-        ServerMessage::Joined { .. } => "joined",
-        ServerMessage::Left { .. } => "left",
-        ServerMessage::Typing { .. } => "typing",
-        ServerMessage::Presence { .. } => "presence",
-        ServerMessage::Read { .. } => "read",
-        ServerMessage::Ok => "ok",
-        ServerMessage::Pong => "pong",
-        ServerMessage::Error { .. } => "error",
-    }
-}
-
-const SERVER_TYPES: &[&str] = &[
-    "welcome", "ack", "history", "event", "live", "joined", "left", "typing", "presence", "read",
-    "ok", "pong", "error",
-];
-
 #[test]
 fn every_client_example_parses_and_every_request_has_one() {
     let doc = document();
@@ -66,7 +42,10 @@ fn every_client_example_parses_and_every_request_has_one() {
         seen.insert(frame.request.type_name());
     }
     let all: BTreeSet<_> = Request::TYPES.iter().copied().collect();
-    assert_eq!(seen, all, "every request type has an example in docs/protocol.md");
+    assert_eq!(
+        seen, all,
+        "every request type has an example in docs/protocol.md"
+    );
 }
 
 #[test]
@@ -77,12 +56,16 @@ fn every_server_example_parses_and_every_message_has_one() {
         let frame: ServerFrame = serde_json::from_str(&block)
             .unwrap_or_else(|e| panic!("server example does not parse: {e}\n{block}"));
         // Round trip: what the server would send for it parses back the same.
-        let again: ServerFrame = serde_json::from_str(&serde_json::to_string(&frame).unwrap()).unwrap();
+        let again: ServerFrame =
+            serde_json::from_str(&serde_json::to_string(&frame).unwrap()).unwrap();
         assert_eq!(again, frame);
-        seen.insert(server_type(&frame.message));
+        seen.insert(frame.message.type_name());
     }
-    let all: BTreeSet<_> = SERVER_TYPES.iter().copied().collect();
-    assert_eq!(seen, all, "every server message has an example in docs/protocol.md");
+    let all: BTreeSet<_> = ServerMessage::TYPES.iter().copied().collect();
+    assert_eq!(
+        seen, all,
+        "every server message has an example in docs/protocol.md"
+    );
 }
 
 #[test]
@@ -112,7 +95,13 @@ fn every_error_code_is_documented() {
     ];
     for code in codes {
         // The serde name and `as_str` agree, and the table lists the code.
-        assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{}\"", code.as_str()));
-        assert!(doc.contains(&format!("| `{}` |", code.as_str())), "{code} is not in the error table");
+        assert_eq!(
+            serde_json::to_string(&code).unwrap(),
+            format!("\"{}\"", code.as_str())
+        );
+        assert!(
+            doc.contains(&format!("| `{}` |", code.as_str())),
+            "{code} is not in the error table"
+        );
     }
 }

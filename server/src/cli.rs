@@ -18,7 +18,11 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::{NoSink, Store};
 
 #[derive(Parser)]
-#[command(name = "triad-server", version, about = "Triad: real-time collaboration for trio mentoring")]
+#[command(
+    name = "triad-server",
+    version,
+    about = "Triad: real-time collaboration for trio mentoring"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,7 +79,9 @@ enum Command {
 /// Runs the command line.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Serve(common) => {
             let config = common.load()?;
@@ -87,17 +93,26 @@ pub fn main() -> anyhow::Result<()> {
             init_logs(config.log_format);
             runtime.block_on(demo(config))
         }
-        Command::Token { person, ttl_hours, private_key, common } => {
+        Command::Token {
+            person,
+            ttl_hours,
+            private_key,
+            common,
+        } => {
             let config = common.load()?;
             let person = PersonId::new(person)?;
             let minter = match private_key {
                 Some(path) => {
-                    let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let pem = std::fs::read(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
                     TokenMinter::with_private_key(&pem, &config.jwt)?
                 }
                 None => TokenMinter::from_config(&config.jwt, &config.data_dir)?,
             };
-            println!("{}", minter.mint(&person, Duration::from_secs(ttl_hours * 3600))?);
+            println!(
+                "{}",
+                minter.mint(&person, Duration::from_secs(ttl_hours * 3600))?
+            );
             Ok(())
         }
         Command::Import { roster, common } => {
@@ -157,19 +172,28 @@ fn open_offline(config: &Config) -> anyhow::Result<EmbeddedStore> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     EmbeddedStore::open(&config.store_path(), Arc::new(NoSink)).with_context(|| {
-        format!("opening {} (is a server running on it?)", config.store_path().display())
+        format!(
+            "opening {} (is a server running on it?)",
+            config.store_path().display()
+        )
     })
 }
 
 async fn import(config: &Config, path: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let roster = match Roster::parse(&text) {
         Ok(roster) => roster,
         Err(err) => bail!("{}: {err}", path.display()),
     };
     let store = open_offline(config)?;
     store.apply_programme(&roster.programme).await?;
-    let trios = roster.programme.rooms.iter().filter(|r| r.kind == RoomKind::Trio).count();
+    let trios = roster
+        .programme
+        .rooms
+        .iter()
+        .filter(|r| r.kind == RoomKind::Trio)
+        .count();
     println!(
         "imported {} people and {trios} trios into {}",
         roster.programme.people.len(),
@@ -215,7 +239,10 @@ async fn demo(mut config: Config) -> anyhow::Result<()> {
     config.listen = server.local_addr();
     let base = config.public_url();
     let ws = format!("{}/ws", base.replacen("http", "ws", 1));
-    println!("Triad demo running at {base} (data in {})", config.data_dir.display());
+    println!(
+        "Triad demo running at {base} (data in {})",
+        config.data_dir.display()
+    );
     println!("triad-server listening on {}", server.local_addr());
     println!();
     println!("Sign in from another terminal as any of these people (tokens valid 30 days):");
@@ -223,7 +250,10 @@ async fn demo(mut config: Config) -> anyhow::Result<()> {
         let room = programme
             .rooms
             .iter()
-            .find(|r| r.kind == RoomKind::Trio && (r.members.contains(&person.id) || r.moderators.contains(&person.id)))
+            .find(|r| {
+                r.kind == RoomKind::Trio
+                    && (r.members.contains(&person.id) || r.moderators.contains(&person.id))
+            })
             .map_or("commons".to_string(), |r| r.id.to_string());
         let role = match person.role {
             Role::Head => "head",

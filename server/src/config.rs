@@ -126,7 +126,9 @@ impl Config {
 
     /// The public URL, or one made from the listen address.
     pub fn public_url(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
     }
 
     /// Builds the configuration: defaults, then `file` if given, then `overrides` (which
@@ -136,8 +138,8 @@ impl Config {
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::Read(path.to_owned(), e.to_string()))?;
-            let file: ConfigOverrides =
-                toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e.to_string()))?;
+            let file: ConfigOverrides = toml::from_str(&text)
+                .map_err(|e| ConfigError::Parse(path.to_owned(), e.to_string()))?;
             config.apply(file);
         }
         config.apply(overrides);
@@ -157,14 +159,23 @@ impl Config {
         set(&mut self.jwt.audience, o.jwt_audience);
         set(&mut self.jwt.leeway, o.jwt_leeway_secs.map(secs));
         set(&mut self.allowed_origins, o.allowed_origins);
-        set(&mut self.header_read_timeout, o.header_read_timeout_secs.map(secs));
-        set(&mut self.hello_timeout, o.hello_timeout_ms.map(Duration::from_millis));
+        set(
+            &mut self.header_read_timeout,
+            o.header_read_timeout_secs.map(secs),
+        );
+        set(
+            &mut self.hello_timeout,
+            o.hello_timeout_ms.map(Duration::from_millis),
+        );
         set(&mut self.outbox_capacity, o.outbox_capacity);
         set(&mut self.send_rate_per_second, o.send_rate_per_second);
         set(&mut self.send_burst, o.send_burst);
         set(&mut self.request_rate_per_second, o.request_rate_per_second);
         set(&mut self.request_burst, o.request_burst);
-        set(&mut self.shutdown_timeout, o.shutdown_timeout_secs.map(secs));
+        set(
+            &mut self.shutdown_timeout,
+            o.shutdown_timeout_secs.map(secs),
+        );
         set(&mut self.log_format, o.log_format);
     }
 
@@ -282,7 +293,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("triad.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nsend_burst = 7\n").unwrap();
-        let flags = ConfigOverrides { send_burst: Some(9), ..Default::default() };
+        let flags = ConfigOverrides {
+            send_burst: Some(9),
+            ..Default::default()
+        };
         let config = Config::load(Some(&path), flags).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.send_burst, 9);

@@ -59,7 +59,11 @@ impl Server {
             request_burst: config.request_burst,
         };
         let gateway = Arc::new(Gateway::new(store, hub, verifier, settings));
-        Ok(Self { listener, config, gateway })
+        Ok(Self {
+            listener,
+            config,
+            gateway,
+        })
     }
 
     /// The address the server listens on (useful with port 0).
@@ -71,7 +75,11 @@ impl Server {
     /// reconnect elsewhere (close 1001), and the server waits for them up to the configured
     /// shutdown timeout.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Self { listener, config, gateway } = self;
+        let Self {
+            listener,
+            config,
+            gateway,
+        } = self;
         let router = http::router(gateway.clone());
         let stop = gateway.shutdown.clone();
         let signal = async move {
@@ -79,10 +87,19 @@ impl Server {
             tracing::info!("shutting down");
             stop.cancel();
         };
-        http::serve::serve(listener, router, config.header_read_timeout, config.shutdown_timeout, signal)
-            .await;
+        http::serve::serve(
+            listener,
+            router,
+            config.header_read_timeout,
+            config.shutdown_timeout,
+            signal,
+        )
+        .await;
         gateway.sessions.close();
-        if tokio::time::timeout(config.shutdown_timeout, gateway.sessions.wait()).await.is_err() {
+        if tokio::time::timeout(config.shutdown_timeout, gateway.sessions.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("sessions still open at the end of the shutdown timeout");
         }
     }

@@ -11,7 +11,10 @@ use crate::harness::{Node, program};
 
 fn demo(data: &std::path::Path) -> Command {
     let mut command = program();
-    command.args(["demo", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data).stderr(Stdio::null());
+    command
+        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .stderr(Stdio::null());
     command
 }
 
@@ -28,7 +31,10 @@ async fn sign_ins(node: &mut Node) -> Vec<(String, String)> {
             if trimmed.ends_with("):") {
                 name = Some(trimmed.to_string());
             } else if trimmed.starts_with("cargo run -p triad-cli -- chat") {
-                lines.push((name.take().expect("a name before each command"), trimmed.to_string()));
+                lines.push((
+                    name.take().expect("a name before each command"),
+                    trimmed.to_string(),
+                ));
             }
         }
     })
@@ -53,12 +59,21 @@ async fn the_demo_prints_working_sign_ins_and_keeps_its_data() {
     let mut node = Node::spawn(demo(data.path())).await;
     let printed = sign_ins(&mut node).await;
     assert_eq!(printed.len(), 8, "six heads, a moderator and a coordinator");
-    let (name, command) = printed.iter().find(|(n, _)| n.starts_with("Anna Jensen")).unwrap();
+    let (name, command) = printed
+        .iter()
+        .find(|(n, _)| n.starts_with("Anna Jensen"))
+        .unwrap();
     assert!(name.contains("head, trio-1"), "{name}");
-    let (server, room, token) = (arg(command, "--server"), arg(command, "--room"), arg(command, "--token"));
+    let (server, room, token) = (
+        arg(command, "--server"),
+        arg(command, "--room"),
+        arg(command, "--token"),
+    );
     assert_eq!(server, node.url());
 
-    let (client, _events) = Client::connect(ClientConfig::new(server, token)).await.unwrap();
+    let (client, _events) = Client::connect(ClientConfig::new(server, token))
+        .await
+        .unwrap();
     assert_eq!(client.welcome().person.name, "Anna Jensen");
     let room = RoomId::new(room).unwrap();
     let ack = client.send(&room, "first words in the demo").await.unwrap();
@@ -68,9 +83,19 @@ async fn the_demo_prints_working_sign_ins_and_keeps_its_data() {
     // Again on the same folder: same secret (the old token works), same data, no re-seeding.
     let mut node = Node::spawn(demo(data.path())).await;
     assert_eq!(sign_ins(&mut node).await.len(), 8);
-    let (client, _events) = Client::connect(ClientConfig::new(node.url(), token)).await.unwrap();
+    let (client, _events) = Client::connect(ClientConfig::new(node.url(), token))
+        .await
+        .unwrap();
     let history = client.history(&room, None, None, None).await.unwrap();
     assert_eq!(history.events.last().map(|e| e.seq), Some(ack.seq));
-    assert_eq!(client.welcome().rooms.iter().filter(|r| r.kind == triad_protocol::RoomKind::Trio).count(), 1);
+    assert_eq!(
+        client
+            .welcome()
+            .rooms
+            .iter()
+            .filter(|r| r.kind == triad_protocol::RoomKind::Trio)
+            .count(),
+        1
+    );
     node.terminate().await;
 }

@@ -51,13 +51,24 @@ impl Node {
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
-            .args(["--jwt-secret", SECRET, "--send-rate-per-second", "1000", "--send-burst", "1000"]);
+            .args([
+                "--jwt-secret",
+                SECRET,
+                "--send-rate-per-second",
+                "1000",
+                "--send-burst",
+                "1000",
+            ]);
         Self::spawn(command).await
     }
 
     /// Spawns a server command and waits for its "listening on" line.
     pub async fn spawn(mut command: Command) -> Self {
-        let mut child = command.stdout(Stdio::piped()).stdin(Stdio::null()).spawn().unwrap();
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let addr = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = stdout.next_line().await.unwrap() {
@@ -69,7 +80,11 @@ impl Node {
         })
         .await
         .expect("the server did not start within 30 s");
-        Self { child, addr, stdout }
+        Self {
+            child,
+            addr,
+            stdout,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -84,7 +99,11 @@ impl Node {
     /// SIGTERM, then waits for a clean exit.
     pub async fn terminate(mut self) {
         let pid = self.child.id().expect("running").to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
         assert!(status.success());
         let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
@@ -114,7 +133,9 @@ pub async fn room_events(events: &mut Events, room: &str, count: usize) -> Vec<R
         while seen.len() < count {
             match events.next().await {
                 Some(ClientEvent::Event(event)) if event.room.as_str() == room => seen.push(event),
-                Some(ClientEvent::Closed { code, reason }) => panic!("client closed: {code:?} {reason}"),
+                Some(ClientEvent::Closed { code, reason }) => {
+                    panic!("client closed: {code:?} {reason}")
+                }
                 Some(_) => {}
                 None => panic!("event stream ended"),
             }

@@ -12,7 +12,9 @@ fn main() -> ExitCode {
         "test" => test(),
         "fmt" => run("cargo", &["fmt", "--all"]),
         _ => {
-            eprintln!("usage: cargo xtask <task>\n\ntasks:\n  test   formatting, lints and every test (what CI runs)\n  fmt    format the workspace");
+            eprintln!(
+                "usage: cargo xtask <task>\n\ntasks:\n  test   formatting, lints and every test (what CI runs)\n  fmt    format the workspace"
+            );
             return ExitCode::from(2);
         }
     };
@@ -46,10 +48,33 @@ fn has_nextest() -> bool {
 
 fn test() -> anyhow::Result<()> {
     run("cargo", &["fmt", "--all", "--", "--check"])?;
-    run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     if has_nextest() {
-        run("cargo", &["nextest", "run", "--workspace", "--locked", "--no-fail-fast"])
+        run(
+            "cargo",
+            &[
+                "nextest",
+                "run",
+                "--workspace",
+                "--locked",
+                "--no-fail-fast",
+            ],
+        )
     } else {
-        run("cargo", &["test", "--workspace", "--locked", "--no-fail-fast"])
+        run(
+            "cargo",
+            &["test", "--workspace", "--locked", "--no-fail-fast"],
+        )
     }
 }

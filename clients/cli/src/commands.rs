@@ -2,8 +2,8 @@
 //! connects, does its one thing, closes cleanly and exits.
 
 use anyhow::Context;
-use triad_client::protocol::{ErrorCode, PresenceStatus, RoomId, RoomKind, Seq};
 use triad_client::ClientError;
+use triad_client::protocol::{ErrorCode, PresenceStatus, RoomId, RoomKind, Seq};
 
 use crate::ServerArgs;
 use crate::display::View;
@@ -19,7 +19,9 @@ pub async fn history(
     let view = View::new(&client.welcome());
     let page = client.history(room, before, None, Some(limit)).await;
     client.close().await;
-    let page = page.map_err(|err| explain(err, room)).with_context(|| format!("reading {room}"))?;
+    let page = page
+        .map_err(|err| explain(err, room))
+        .with_context(|| format!("reading {room}"))?;
     for event in &page.events {
         println!("{}", view.event(event));
     }
@@ -31,7 +33,9 @@ pub async fn send(server: &ServerArgs, room: &RoomId, text: &str) -> anyhow::Res
     let (client, _events) = server.connect().await?;
     let ack = client.send(room, text).await;
     client.close().await;
-    let ack = ack.map_err(|err| explain(err, room)).with_context(|| format!("sending to {room}"))?;
+    let ack = ack
+        .map_err(|err| explain(err, room))
+        .with_context(|| format!("sending to {room}"))?;
     println!("{}", ack.seq);
     Ok(())
 }
@@ -42,6 +46,18 @@ pub async fn rooms(server: &ServerArgs) -> anyhow::Result<()> {
     let welcome = client.welcome();
     client.close().await;
     let view = View::new(&welcome);
+    let id_width = welcome
+        .rooms
+        .iter()
+        .map(|r| r.id.as_str().len())
+        .max()
+        .unwrap_or(0);
+    let title_width = welcome
+        .rooms
+        .iter()
+        .map(|r| r.title.chars().count())
+        .max()
+        .unwrap_or(0);
     for room in &welcome.rooms {
         let kind = match room.kind {
             RoomKind::Trio => "trio",
@@ -57,14 +73,21 @@ pub async fn rooms(server: &ServerArgs) -> anyhow::Result<()> {
                 _ => m.name.clone(),
             })
             .collect();
-        let online = if present.is_empty() { "nobody".to_owned() } else { present.join(", ") };
-        let joined = if room.joined { "" } else { "  (not joined: chat and /join to enter)" };
+        let online = if present.is_empty() {
+            "nobody".to_owned()
+        } else {
+            present.join(", ")
+        };
+        let joined = if room.joined {
+            ""
+        } else {
+            "  (not joined: /join in the chat to enter)"
+        };
         println!(
-            "{:<14} {:<28} {:<8} unread {:>4}  online: {online}{joined}",
+            "{:<id_width$}  {kind:<7}  {:<title_width$}  {:>4} unread  online: {online}{joined}",
             room.id.as_str(),
             room.title,
-            kind,
-            room.unread
+            room.unread,
         );
     }
     Ok(())

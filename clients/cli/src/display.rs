@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use chrono::DateTime;
 use chrono_tz::Tz;
-use triad_client::protocol::{EventBody, PersonId, PresenceStatus, RoomEvent, RoomInfo, Timestamp, Welcome};
+use triad_client::protocol::{
+    EventBody, PersonId, PresenceStatus, RoomEvent, RoomInfo, Timestamp, Welcome,
+};
 
 /// Names and the time zone of the person using the terminal.
 #[derive(Debug, Clone)]
@@ -21,8 +23,13 @@ impl View {
     /// A view for the person a welcome is for, knowing the members of their rooms.
     pub fn new(welcome: &Welcome) -> Self {
         let tz = welcome.person.time_zone.parse().unwrap_or(Tz::UTC);
-        let mut view = Self { me: welcome.person.id.clone(), tz, names: HashMap::new() };
-        view.names.insert(welcome.person.id.clone(), welcome.person.name.clone());
+        let mut view = Self {
+            me: welcome.person.id.clone(),
+            tz,
+            names: HashMap::new(),
+        };
+        view.names
+            .insert(welcome.person.id.clone(), welcome.person.name.clone());
         view.learn(welcome);
         view
     }
@@ -37,13 +44,16 @@ impl View {
     /// Learns the names of a room's members.
     pub fn learn_room(&mut self, room: &RoomInfo) {
         for member in &room.members {
-            self.names.insert(member.person.clone(), member.name.clone());
+            self.names
+                .insert(member.person.clone(), member.name.clone());
         }
     }
 
     /// A person's name, or their id when it is not known.
     pub fn name<'a>(&'a self, person: &'a PersonId) -> &'a str {
-        self.names.get(person).map_or(person.as_str(), String::as_str)
+        self.names
+            .get(person)
+            .map_or(person.as_str(), String::as_str)
     }
 
     /// `HH:MM` in the viewer's time zone.
@@ -143,18 +153,36 @@ mod tests {
 
     #[test]
     fn times_are_in_the_viewers_zone() {
-        let message = EventBody::Message { client_msg_id: ClientMsgId("m".into()), body: "hej".into() };
+        let message = EventBody::Message {
+            client_msg_id: ClientMsgId("m".into()),
+            body: "hej".into(),
+        };
         let rome = View::new(&welcome("Europe/Rome"));
-        assert_eq!(rome.event(&event("bo.berg", message.clone())), "10:05  Bo Berg: hej");
+        assert_eq!(
+            rome.event(&event("bo.berg", message.clone())),
+            "10:05  Bo Berg: hej"
+        );
         let unknown = View::new(&welcome("Mars/Olympus"));
-        assert_eq!(unknown.event(&event("bo.berg", message)), "09:05  Bo Berg: hej");
+        assert_eq!(
+            unknown.event(&event("bo.berg", message)),
+            "09:05  Bo Berg: hej"
+        );
     }
 
     #[test]
     fn unknown_people_show_their_id_and_system_events_a_star() {
         let view = View::new(&welcome("UTC"));
-        assert_eq!(view.event(&event("cara", EventBody::ModeratorJoined)), "09:05  * cara joined");
-        assert_eq!(view.event(&event("anna", EventBody::ModeratorLeft)), "09:05  * Anna left");
-        assert_eq!(view.presence(&person("bo.berg"), PresenceStatus::Away), "-- Bo Berg is away");
+        assert_eq!(
+            view.event(&event("cara", EventBody::ModeratorJoined)),
+            "09:05  * cara joined"
+        );
+        assert_eq!(
+            view.event(&event("anna", EventBody::ModeratorLeft)),
+            "09:05  * Anna left"
+        );
+        assert_eq!(
+            view.presence(&person("bo.berg"), PresenceStatus::Away),
+            "-- Bo Berg is away"
+        );
     }
 }

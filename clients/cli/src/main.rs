@@ -1,13 +1,15 @@
 //! `triad`: chat in Triad rooms from a terminal, or read and post once from a script.
 //!
 //! Modules:
-//! - `chat`: the interactive `chat` command.
+//! - `chat`: the interactive `chat` command: the screen.
+//! - `input`: what is typed in the chat: messages and commands, in order.
 //! - `commands`: the one-shot commands `history`, `send` and `rooms`.
 //! - `display`: times in the viewer's zone, names, one line per event.
 
 mod chat;
 mod commands;
 mod display;
+mod input;
 
 use std::process::ExitCode;
 
@@ -84,7 +86,9 @@ impl ServerArgs {
     async fn connect(&self) -> anyhow::Result<(Client, Events)> {
         let mut config = ClientConfig::new(&self.server, &self.token);
         config.origin.clone_from(&self.origin);
-        Client::connect(config).await.with_context(|| format!("connecting to {}", self.server))
+        Client::connect(config)
+            .await
+            .with_context(|| format!("connecting to {}", self.server))
     }
 }
 
@@ -92,14 +96,20 @@ impl ServerArgs {
 async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Chat { server, room } => chat::run(&server, room).await,
-        Command::History { server, room, limit, before } => {
-            commands::history(&server, &room, limit, before).await
-        }
+        Command::History {
+            server,
+            room,
+            limit,
+            before,
+        } => commands::history(&server, &room, limit, before).await,
         Command::Send { server, room, text } => commands::send(&server, &room, &text).await,
         Command::Rooms { server } => commands::rooms(&server).await,
     };
@@ -122,7 +132,15 @@ mod tests {
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from([
-            "triad", "send", "--server", "ws://h/ws", "--token", "t", "--room", "trio-1", "hello",
+            "triad",
+            "send",
+            "--server",
+            "ws://h/ws",
+            "--token",
+            "t",
+            "--room",
+            "trio-1",
+            "hello",
         ])
         .expect("parses");
         assert!(matches!(cli.command, Command::Send { ref text, .. } if text == "hello"));

@@ -17,7 +17,11 @@ pub(crate) struct Backoff {
 impl Backoff {
     /// Starts at `initial`, doubling up to `max`.
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { initial, max: max.max(initial), attempt: 0 }
+        Self {
+            initial,
+            max: max.max(initial),
+            attempt: 0,
+        }
     }
 
     /// The largest delay the next attempt may wait.
@@ -60,7 +64,10 @@ mod tests {
     fn ceiling_doubles_up_to_the_maximum() {
         let (initial, max) = (100 * MS, 5000 * MS);
         let ceilings: Vec<_> = (0..8).map(|n| ceiling(initial, max, n)).collect();
-        assert_eq!(ceilings, [100, 200, 400, 800, 1600, 3200, 5000, 5000].map(|n| n * MS));
+        assert_eq!(
+            ceilings,
+            [100, 200, 400, 800, 1600, 3200, 5000, 5000].map(|n| n * MS)
+        );
         assert_eq!(ceiling(initial, max, u32::MAX), max);
         assert_eq!(ceiling(Duration::from_secs(u64::MAX / 2), max, 40), max);
     }

@@ -44,10 +44,15 @@ impl Client {
     /// Must be called within a tokio runtime.
     pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientError> {
         let hello_id = 1;
-        let (socket, welcome) =
-            socket::connect(&config, &config.token, Vec::new(), hello_id, config.request_timeout)
-                .await
-                .map_err(|failure| failure.error)?;
+        let (socket, welcome) = socket::connect(
+            &config,
+            &config.token,
+            Vec::new(),
+            hello_id,
+            config.request_timeout,
+        )
+        .await
+        .map_err(|failure| failure.error)?;
         let (commands_tx, commands) = mpsc::channel(COMMANDS_CAPACITY);
         let (control_tx, control) = watch::channel(Control::default());
         let (welcome_tx, welcome_rx) = watch::channel(welcome.clone());
@@ -59,10 +64,20 @@ impl Client {
             request_timeout: config.request_timeout,
             send_timeout: config.send_timeout,
         };
-        let channels = Channels { commands, control, welcome: welcome_tx, events: sink };
+        let channels = Channels {
+            commands,
+            control,
+            welcome: welcome_tx,
+            events: sink,
+        };
         let connection = Connection::new(config, channels, RequestIds::after(hello_id));
         tokio::spawn(connection.run(socket, welcome));
-        Ok((Client { inner: Arc::new(inner) }, events))
+        Ok((
+            Client {
+                inner: Arc::new(inner),
+            },
+            events,
+        ))
     }
 
     /// The latest welcome (replaced on every reconnect).
@@ -88,7 +103,12 @@ impl Client {
         body: &str,
     ) -> Result<Ack, ClientError> {
         let (reply, answer) = oneshot::channel();
-        let command = Command::Send { room: room.clone(), client_msg_id, body: body.to_owned(), reply };
+        let command = Command::Send {
+            room: room.clone(),
+            client_msg_id,
+            body: body.to_owned(),
+            reply,
+        };
         self.ask(command, answer, self.inner.send_timeout).await?
     }
 
@@ -101,7 +121,12 @@ impl Client {
         after: Option<Seq>,
         limit: Option<u32>,
     ) -> Result<History, ClientError> {
-        let request = Request::History { room: room.clone(), before, after, limit };
+        let request = Request::History {
+            room: room.clone(),
+            before,
+            after,
+            limit,
+        };
         match self.request(request).await? {
             ServerMessage::History(history) => Ok(history),
             other => Err(unexpected(&other, "history")),
@@ -127,12 +152,25 @@ impl Client {
 
     /// Says the person started (`true`) or stopped typing in a room.
     pub async fn typing(&self, room: &RoomId, active: bool) -> Result<(), ClientError> {
-        self.expect_ok(Request::Typing { room: room.clone(), active }, "typing").await
+        self.expect_ok(
+            Request::Typing {
+                room: room.clone(),
+                active,
+            },
+            "typing",
+        )
+        .await
     }
 
     /// Moves the person's read marker; returns the marker the server keeps.
     pub async fn read(&self, room: &RoomId, seq: Seq) -> Result<Seq, ClientError> {
-        match self.request(Request::Read { room: room.clone(), seq }).await? {
+        match self
+            .request(Request::Read {
+                room: room.clone(),
+                seq,
+            })
+            .await?
+        {
             ServerMessage::Read { seq, .. } => Ok(seq),
             other => Err(unexpected(&other, "read")),
         }
@@ -140,7 +178,8 @@ impl Client {
 
     /// Sets the session's presence (`online` or `away`).
     pub async fn set_presence(&self, status: PresenceStatus) -> Result<(), ClientError> {
-        self.expect_ok(Request::Presence { status }, "presence").await
+        self.expect_ok(Request::Presence { status }, "presence")
+            .await
     }
 
     /// Replaces the token: on the current connection (the server checks it), and for every
@@ -148,7 +187,12 @@ impl Client {
     /// returns at once. A token the server refuses is not kept.
     pub async fn refresh(&self, token: String) -> Result<(), ClientError> {
         let (reply, answer) = oneshot::channel();
-        self.ask(Command::Refresh { token, reply }, answer, self.inner.request_timeout).await?
+        self.ask(
+            Command::Refresh { token, reply },
+            answer,
+            self.inner.request_timeout,
+        )
+        .await?
     }
 
     /// Any request, answered by the server's message; an `error` answer is returned as
@@ -157,16 +201,26 @@ impl Client {
     /// it itself.
     pub async fn request(&self, request: Request) -> Result<ServerMessage, ClientError> {
         match request {
-            Request::Send { room, client_msg_id, body } => {
-                self.send_with_id(&room, client_msg_id, &body).await.map(ServerMessage::Ack)
-            }
+            Request::Send {
+                room,
+                client_msg_id,
+                body,
+            } => self
+                .send_with_id(&room, client_msg_id, &body)
+                .await
+                .map(ServerMessage::Ack),
             Request::Refresh { token } => self.refresh(token).await.map(|()| ServerMessage::Ok),
-            Request::Hello { .. } => {
-                Err(ClientError::Protocol("`hello` is sent by the client itself".into()))
-            }
+            Request::Hello { .. } => Err(ClientError::Protocol(
+                "`hello` is sent by the client itself".into(),
+            )),
             request => {
                 let (reply, answer) = oneshot::channel();
-                self.ask(Command::Request { request, reply }, answer, self.inner.request_timeout).await?
+                self.ask(
+                    Command::Request { request, reply },
+                    answer,
+                    self.inner.request_timeout,
+                )
+                .await?
             }
         }
     }
@@ -174,7 +228,9 @@ impl Client {
     /// `false`: drops the connection now, without a close frame, and stays disconnected;
     /// `true`: connects again (resuming where the client was).
     pub fn set_online(&self, online: bool) {
-        self.inner.control.send_modify(|control| control.online = online);
+        self.inner
+            .control
+            .send_modify(|control| control.online = online);
     }
 
     /// Drops the connection now, without a close frame, as a network failure would; the
@@ -188,7 +244,13 @@ impl Client {
     /// [`crate::ClientEvent::Closed`].
     pub async fn close(self) {
         let (done, stopped) = oneshot::channel();
-        if self.inner.commands.send(Command::Close { done }).await.is_ok() {
+        if self
+            .inner
+            .commands
+            .send(Command::Close { done })
+            .await
+            .is_ok()
+        {
             // An error means the task had already stopped, which is what was asked.
             stopped.await.ok();
         }
@@ -209,10 +271,16 @@ impl Client {
         limit: Duration,
     ) -> Result<T, ClientError> {
         let exchange = async {
-            self.inner.commands.send(command).await.map_err(|_| ClientError::Closed)?;
+            self.inner
+                .commands
+                .send(command)
+                .await
+                .map_err(|_| ClientError::Closed)?;
             answer.await.map_err(|_| ClientError::Closed)
         };
-        timeout(limit, exchange).await.map_err(|_| ClientError::Timeout)?
+        timeout(limit, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout)?
     }
 }
 

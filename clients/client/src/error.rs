@@ -26,6 +26,14 @@ pub enum ClientError {
     /// The websocket could not be opened (network, URL, HTTP upgrade).
     #[error("cannot connect: {0}")]
     Connect(String),
+    /// The request would make a frame larger than the server reads; it was not sent.
+    #[error("the request is {bytes} bytes; frames are limited to {limit}")]
+    TooLarge {
+        /// The size of the encoded frame.
+        bytes: usize,
+        /// The largest frame the server reads.
+        limit: usize,
+    },
     /// The server said something the client did not expect.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -45,7 +53,7 @@ impl ClientError {
         match self {
             Self::Server { code, .. } => code.is_retryable(),
             Self::Timeout | Self::Disconnected | Self::Connect(_) => true,
-            Self::Closed | Self::Protocol(_) => false,
+            Self::Closed | Self::TooLarge { .. } | Self::Protocol(_) => false,
         }
     }
 }
@@ -56,7 +64,10 @@ mod tests {
 
     #[test]
     fn server_errors_show_code_and_message() {
-        let err = ClientError::Server { code: ErrorCode::JoinRequired, message: "join first".into() };
+        let err = ClientError::Server {
+            code: ErrorCode::JoinRequired,
+            message: "join first".into(),
+        };
         assert_eq!(err.to_string(), "join_required: join first");
         assert_eq!(err.code(), Some(ErrorCode::JoinRequired));
         assert!(!err.is_retryable());

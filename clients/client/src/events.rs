@@ -1,7 +1,8 @@
 //! What the client tells the application as it happens: [`ClientEvent`]s, read from
 //! [`Events`]. The channel is bounded; when the application falls behind, the connection
-//! keeps a backlog and, past [`BACKLOG_LIMIT`], stops reading the socket until it catches up
-//! (the server may then close the session as a slow consumer; the client resumes).
+//! keeps a backlog and, past a few thousand events, stops reading the socket until the
+//! application catches up (the server may then close the session as a slow consumer; the
+//! client resumes).
 
 use std::collections::VecDeque;
 
@@ -96,7 +97,13 @@ impl EventSink {
     /// A sink and the [`Events`] it feeds.
     pub fn channel() -> (Self, Events) {
         let (tx, rx) = mpsc::channel(EVENTS_CAPACITY);
-        (Self { tx, backlog: VecDeque::new() }, Events { rx })
+        (
+            Self {
+                tx,
+                backlog: VecDeque::new(),
+            },
+            Events { rx },
+        )
     }
 
     /// Queues an event, behind any backlog.

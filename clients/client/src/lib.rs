@@ -23,7 +23,7 @@
 //! - [`client`]: the [`Client`] handle and its requests.
 //! - [`events`]: what the connection reports, read from [`Events`].
 //! - [`error`]: why a request failed.
-//! - `connection`: the background task that owns the websocket.
+//! - `connection`: the background task that owns the websocket (reconnect, session, frames).
 //! - `socket`: the websocket, the `hello` handshake, frames in and out.
 //! - `positions`: per-room positions: de-duplication, ordering, gap filling, resume points.
 //! - `outbox`: unacknowledged messages, resent until acknowledged.

@@ -56,7 +56,11 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// An empty outbox whose retries back off between the given bounds.
     pub fn new(backoff_initial: Duration, backoff_max: Duration) -> Self {
-        Self { entries: Vec::new(), backoff_initial, backoff_max }
+        Self {
+            entries: Vec::new(),
+            backoff_initial,
+            backoff_max,
+        }
     }
 
     /// How many messages wait for an answer.
@@ -67,7 +71,11 @@ impl Outbox {
 
     /// Adds a message. A message with an id already waiting gets one more waiter.
     pub fn add(&mut self, room: RoomId, client_msg_id: ClientMsgId, body: String, reply: AckReply) {
-        if let Some(entry) = self.entries.iter_mut().find(|e| e.client_msg_id == client_msg_id) {
+        if let Some(entry) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.client_msg_id == client_msg_id)
+        {
             entry.waiters.push(reply);
             return;
         }
@@ -89,7 +97,11 @@ impl Outbox {
 
     /// The messages to put on the wire now, each marked in flight under the request id
     /// `next_id` gives it.
-    pub fn take_due(&mut self, now: Instant, mut next_id: impl FnMut() -> RequestId) -> Vec<(RequestId, Request)> {
+    pub fn take_due(
+        &mut self,
+        now: Instant,
+        mut next_id: impl FnMut() -> RequestId,
+    ) -> Vec<(RequestId, Request)> {
         self.prune();
         let mut due = Vec::new();
         for entry in &mut self.entries {
@@ -113,11 +125,17 @@ impl Outbox {
 
     /// When the earliest refused message may be sent again.
     pub fn next_retry(&self) -> Option<Instant> {
-        self.entries.iter().filter(|e| e.in_flight.is_none()).filter_map(|e| e.retry_at).min()
+        self.entries
+            .iter()
+            .filter(|e| e.in_flight.is_none())
+            .filter_map(|e| e.retry_at)
+            .min()
     }
 
     fn position(&self, request: RequestId) -> Option<usize> {
-        self.entries.iter().position(|e| e.in_flight == Some(request))
+        self.entries
+            .iter()
+            .position(|e| e.in_flight == Some(request))
     }
 
     /// The server stored the message sent as `request`.
@@ -139,7 +157,16 @@ impl Outbox {
             entry.retry_at = Some(now + entry.backoff.next_delay());
             tracing::debug!(client_msg_id = %entry.client_msg_id, %code, "send refused for now; retrying");
         } else {
-            self.entries.remove(index).finish(&Err(ClientError::Server { code, message }));
+            self.entries
+                .remove(index)
+                .finish(&Err(ClientError::Server { code, message }));
+        }
+    }
+
+    /// The message sent as `request` cannot be sent at all.
+    pub fn fail(&mut self, request: RequestId, err: ClientError) {
+        if let Some(index) = self.position(request) {
+            self.entries.remove(index).finish(&Err(err));
         }
     }
 
@@ -214,7 +241,10 @@ mod tests {
         let mut b = add(&mut outbox, "b");
         let due = outbox.take_due(Instant::now(), &mut next);
         assert_eq!(sent_ids(&due), ["a", "b"]);
-        assert!(outbox.take_due(Instant::now(), &mut next).is_empty(), "in flight once");
+        assert!(
+            outbox.take_due(Instant::now(), &mut next).is_empty(),
+            "in flight once"
+        );
 
         outbox.on_disconnect();
         let due = outbox.take_due(Instant::now(), &mut next);

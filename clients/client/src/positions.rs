@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use triad_protocol::limits::MAX_RESUME_POINTS;
-use triad_protocol::{Epoch, History, Live, ResumePoint, RoomEvent, RoomId, RoomInfo, Seq, Welcome};
+use triad_protocol::{
+    Epoch, History, Live, ResumePoint, RoomEvent, RoomId, RoomInfo, Seq, Welcome,
+};
 
 /// Something ready to hand to the application, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +34,10 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     fn deliver(items: Vec<Delivery>) -> Self {
-        Self { deliver: items, fetch: None }
+        Self {
+            deliver: items,
+            fetch: None,
+        }
     }
 
     fn nothing() -> Self {
@@ -57,7 +62,11 @@ struct Room {
 
 impl Room {
     fn at(epoch: Option<Epoch>, seq: Seq) -> Self {
-        Self { epoch, seq, ..Self::default() }
+        Self {
+            epoch,
+            seq,
+            ..Self::default()
+        }
     }
 
     /// The sequence number the room must reach before it stops filling.
@@ -81,10 +90,10 @@ impl Room {
                 break;
             }
         }
-        if self.held.is_empty() && self.live.as_ref().is_some_and(|live| live.seq <= self.seq) {
-            if let Some(live) = self.live.take() {
-                out.push(Delivery::Live(live));
-            }
+        if self.held.is_empty()
+            && let Some(live) = self.live.take_if(|live| live.seq <= self.seq)
+        {
+            out.push(Delivery::Live(live));
         }
     }
 
@@ -121,7 +130,11 @@ impl Positions {
             .rooms
             .iter()
             .filter_map(|(room, r)| {
-                r.epoch.map(|epoch| ResumePoint { room: room.clone(), epoch, seq: r.seq })
+                r.epoch.map(|epoch| ResumePoint {
+                    room: room.clone(),
+                    epoch,
+                    seq: r.seq,
+                })
             })
             .collect();
         points.sort_by(|a, b| a.room.cmp(&b.room));
@@ -160,7 +173,8 @@ impl Positions {
     pub fn on_joined(&mut self, info: &RoomInfo) {
         match self.rooms.get_mut(&info.id) {
             None => {
-                self.rooms.insert(info.id.clone(), Room::at(Some(info.epoch), info.last_seq));
+                self.rooms
+                    .insert(info.id.clone(), Room::at(Some(info.epoch), info.last_seq));
             }
             Some(room) if room.epoch.is_none() => room.epoch = Some(info.epoch),
             Some(room) if room.epoch != Some(info.epoch) => {
@@ -180,7 +194,8 @@ impl Positions {
         let Some(room) = self.rooms.get_mut(&event.room) else {
             // A room the client had no position in (e.g. the push of a join that came before
             // its answer): the first event seen sets the position.
-            self.rooms.insert(event.room.clone(), Room::at(None, event.seq));
+            self.rooms
+                .insert(event.room.clone(), Room::at(None, event.seq));
             return Outcome::deliver(vec![Delivery::Event(event)]);
         };
         if event.seq <= room.seq {
@@ -203,13 +218,17 @@ impl Positions {
         let (name, after) = (event.room.clone(), room.seq);
         room.held.insert(event.seq, event);
         room.filling = true;
-        Outcome { deliver: Vec::new(), fetch: Some((name, after)) }
+        Outcome {
+            deliver: Vec::new(),
+            fetch: Some((name, after)),
+        }
     }
 
     /// A `live` push: delivered once every event up to its sequence number is.
     pub fn on_live(&mut self, live: Live) -> Outcome {
         let Some(room) = self.rooms.get_mut(&live.room) else {
-            self.rooms.insert(live.room.clone(), Room::at(Some(live.epoch), live.seq));
+            self.rooms
+                .insert(live.room.clone(), Room::at(Some(live.epoch), live.seq));
             return Outcome::deliver(vec![Delivery::Live(live)]);
         };
         match room.epoch {
@@ -235,7 +254,10 @@ impl Positions {
         let (name, after) = (live.room.clone(), room.seq);
         room.live = Some(live);
         room.filling = true;
-        Outcome { deliver: Vec::new(), fetch: Some((name, after)) }
+        Outcome {
+            deliver: Vec::new(),
+            fetch: Some((name, after)),
+        }
     }
 
     /// A history page fetched to fill a gap.
@@ -277,7 +299,10 @@ impl Positions {
             room.drain(&mut out);
         }
         if room.seq < room.target() {
-            return Outcome { deliver: out, fetch: Some((page.room, room.seq)) };
+            return Outcome {
+                deliver: out,
+                fetch: Some((page.room, room.seq)),
+            };
         }
         room.filling = false;
         room.drain(&mut out);
@@ -295,9 +320,7 @@ impl Positions {
 
 #[cfg(test)]
 mod tests {
-    use triad_protocol::{
-        EventBody, Limits, PersonId, PersonInfo, Role, RoomKind, SessionId,
-    };
+    use triad_protocol::{EventBody, Limits, PersonId, PersonInfo, Role, RoomKind, SessionId};
 
     use super::*;
 
@@ -352,11 +375,25 @@ mod tests {
     }
 
     fn live(name: &str, epoch: Epoch, seq: Seq) -> Live {
-        Live { room: room(name), epoch, seq }
+        Live {
+            room: room(name),
+            epoch,
+            seq,
+        }
     }
 
-    fn page(name: &str, epoch: Epoch, seqs: std::ops::RangeInclusive<Seq>, has_more: bool) -> History {
-        History { room: room(name), epoch, events: seqs.map(|s| event(name, s)).collect(), has_more }
+    fn page(
+        name: &str,
+        epoch: Epoch,
+        seqs: std::ops::RangeInclusive<Seq>,
+        has_more: bool,
+    ) -> History {
+        History {
+            room: room(name),
+            epoch,
+            events: seqs.map(|s| event(name, s)).collect(),
+            has_more,
+        }
     }
 
     fn seqs(outcome: &Outcome) -> Vec<Seq> {
@@ -371,15 +408,25 @@ mod tests {
     }
 
     fn has_live(outcome: &Outcome) -> bool {
-        outcome.deliver.iter().any(|d| matches!(d, Delivery::Live(_)))
+        outcome
+            .deliver
+            .iter()
+            .any(|d| matches!(d, Delivery::Live(_)))
     }
 
     #[test]
     fn welcome_sets_positions_and_keeps_matching_epochs() {
         let mut p = Positions::new();
-        p.on_welcome(&welcome(vec![info("trio-1", 1, 10, true), info("trio-2", 1, 4, false)]));
+        p.on_welcome(&welcome(vec![
+            info("trio-1", 1, 10, true),
+            info("trio-2", 1, 4, false),
+        ]));
         assert_eq!(p.get(&room("trio-1")), Some((Some(1), 10)));
-        assert_eq!(p.get(&room("trio-2")), None, "rooms not joined have no position");
+        assert_eq!(
+            p.get(&room("trio-2")),
+            None,
+            "rooms not joined have no position"
+        );
 
         p.on_event(event("trio-1", 11));
         p.on_disconnect();
@@ -388,7 +435,11 @@ mod tests {
         assert_eq!(p.get(&room("trio-1")), Some((Some(1), 11)));
         assert_eq!(
             p.resume_points(),
-            vec![ResumePoint { room: room("trio-1"), epoch: 1, seq: 11 }]
+            vec![ResumePoint {
+                room: room("trio-1"),
+                epoch: 1,
+                seq: 11
+            }]
         );
         // Another epoch: the position is void and starts at last_seq.
         p.on_welcome(&welcome(vec![info("trio-1", 2, 3, true)]));
@@ -412,7 +463,13 @@ mod tests {
         let mut p = Positions::new();
         p.on_welcome(&welcome(vec![info("trio-1", 1, 2, true)]));
         let out = p.on_event(event("trio-1", 6));
-        assert_eq!(out, Outcome { deliver: vec![], fetch: Some((room("trio-1"), 2)) });
+        assert_eq!(
+            out,
+            Outcome {
+                deliver: vec![],
+                fetch: Some((room("trio-1"), 2))
+            }
+        );
         // While filling, later pushes are held too, and duplicates of held ones ignored.
         assert_eq!(p.on_event(event("trio-1", 7)), Outcome::nothing());
         assert_eq!(p.on_event(event("trio-1", 7)), Outcome::nothing());
@@ -439,7 +496,13 @@ mod tests {
         assert_eq!(seqs(&out), vec![3]);
         assert_eq!(out.fetch, Some((room("trio-1"), 3)));
         // 4 and 5 are nowhere: a page that brings nothing new skips the hole.
-        let out = p.on_fill(History { events: Vec::new(), ..page("trio-1", 1, 1..=0, false) });
+        let empty = History {
+            room: room("trio-1"),
+            epoch: 1,
+            events: Vec::new(),
+            has_more: false,
+        };
+        let out = p.on_fill(empty);
         assert_eq!(seqs(&out), vec![6]);
         assert_eq!(out.fetch, None);
         assert_eq!(p.get(&room("trio-1")), Some((Some(1), 6)));
@@ -465,7 +528,10 @@ mod tests {
         p.on_event(event("trio-1", 5));
         p.on_disconnect();
         // A late page of the old connection is ignored.
-        assert_eq!(p.on_fill(page("trio-1", 1, 3..=4, false)), Outcome::nothing());
+        assert_eq!(
+            p.on_fill(page("trio-1", 1, 3..=4, false)),
+            Outcome::nothing()
+        );
         p.on_welcome(&welcome(vec![info("trio-1", 1, 5, true)]));
         assert_eq!(p.get(&room("trio-1")), Some((Some(1), 2)));
         assert_eq!(seqs(&p.on_event(event("trio-1", 3))), vec![3]);
@@ -511,7 +577,9 @@ mod tests {
     #[test]
     fn resume_points_are_bounded() {
         let mut p = Positions::new();
-        let rooms = (0..MAX_RESUME_POINTS + 10).map(|i| info(&format!("r{i}"), 1, 1, true)).collect();
+        let rooms = (0..MAX_RESUME_POINTS + 10)
+            .map(|i| info(&format!("r{i}"), 1, 1, true))
+            .collect();
         p.on_welcome(&welcome(rooms));
         assert_eq!(p.resume_points().len(), MAX_RESUME_POINTS);
     }

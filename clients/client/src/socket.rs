@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use triad_protocol::limits::MAX_FRAME_BYTES;
 use triad_protocol::{
     ClientFrame, CloseCode, ErrorCode, PROTOCOL_VERSION, Request, RequestId, ResumePoint,
     ServerFrame, ServerMessage, Welcome, decode_server,
@@ -31,6 +32,10 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// What one websocket message from the server means.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value at a time, handled at once"
+)]
 pub(crate) enum Incoming {
     /// A protocol frame.
     Frame(ServerFrame),
@@ -57,7 +62,9 @@ pub(crate) fn decode(message: Message) -> Incoming {
         },
         Message::Close(frame) => Incoming::Closed {
             code: frame.as_ref().map(|f| u16::from(f.code)),
-            reason: frame.map(|f| f.reason.as_str().to_owned()).unwrap_or_default(),
+            reason: frame
+                .map(|f| f.reason.as_str().to_owned())
+                .unwrap_or_default(),
         },
         Message::Binary(_) => {
             tracing::warn!("binary frame from the server; ignored");
@@ -67,10 +74,27 @@ pub(crate) fn decode(message: Message) -> Incoming {
     }
 }
 
-/// Writes one frame, giving up after `limit` (a connection that cannot take a frame for that
-/// long is as good as dropped).
-pub(crate) async fn write(socket: &mut Socket, frame: &ClientFrame, limit: Duration) -> Result<(), String> {
-    let text = serde_json::to_string(frame).map_err(|err| format!("cannot encode a request: {err}"))?;
+/// Encodes a frame, refusing one the server would not read (over
+/// [`MAX_FRAME_BYTES`]: it would close the connection, and a resend would close the next).
+pub(crate) fn encode(frame: &ClientFrame) -> Result<String, ClientError> {
+    let text = serde_json::to_string(frame)
+        .map_err(|err| ClientError::Protocol(format!("cannot encode a request: {err}")))?;
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(ClientError::TooLarge {
+            bytes: text.len(),
+            limit: MAX_FRAME_BYTES,
+        });
+    }
+    Ok(text)
+}
+
+/// Writes one encoded frame, giving up after `limit` (a connection that cannot take a frame
+/// for that long is as good as dropped).
+pub(crate) async fn write(
+    socket: &mut Socket,
+    text: String,
+    limit: Duration,
+) -> Result<(), String> {
     match timeout(limit, socket.send(Message::text(text))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(format!("write failed: {err}")),
@@ -80,7 +104,10 @@ pub(crate) async fn write(socket: &mut Socket, frame: &ClientFrame, limit: Durat
 
 /// Closes the websocket cleanly with `1000`, waiting briefly for the server's answer.
 pub(crate) async fn close(mut socket: Socket) {
-    let frame = CloseFrame { code: WsCloseCode::Normal, reason: "bye".into() };
+    let frame = CloseFrame {
+        code: WsCloseCode::Normal,
+        reason: "bye".into(),
+    };
     let closing = async {
         if socket.close(Some(frame)).await.is_ok() {
             while let Some(Ok(_)) = socket.next().await {}
@@ -94,13 +121,15 @@ pub(crate) async fn close(mut socket: Socket) {
 pub(crate) fn upgrade_request(
     config: &ClientConfig,
 ) -> Result<tungstenite::handshake::client::Request, ClientError> {
-    let mut request = config
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|err| ClientError::Connect(format!("bad server URL {:?}: {err}", config.url)))?;
+    let mut request =
+        config.url.as_str().into_client_request().map_err(|err| {
+            ClientError::Connect(format!("bad server URL {:?}: {err}", config.url))
+        })?;
     let headers = request.headers_mut();
-    headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(PROTOCOL_VERSION));
+    headers.insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(PROTOCOL_VERSION),
+    );
     if let Some(origin) = &config.origin {
         let value = HeaderValue::from_str(origin)
             .map_err(|err| ClientError::Connect(format!("bad origin {origin:?}: {err}")))?;
@@ -114,9 +143,10 @@ pub(crate) async fn open(config: &ClientConfig) -> Result<Socket, ClientError> {
     let request = upgrade_request(config)?;
     match tokio_tungstenite::connect_async(request).await {
         Ok((socket, _response)) => Ok(socket),
-        Err(tungstenite::Error::Http(response)) => {
-            Err(ClientError::Connect(format!("the server refused the upgrade: HTTP {}", response.status())))
-        }
+        Err(tungstenite::Error::Http(response)) => Err(ClientError::Connect(format!(
+            "the server refused the upgrade: HTTP {}",
+            response.status()
+        ))),
         Err(err) => Err(ClientError::Connect(err.to_string())),
     }
 }
@@ -134,7 +164,11 @@ pub(crate) struct HelloFailure {
 
 impl HelloFailure {
     fn network(error: ClientError) -> Self {
-        Self { error, close: None, retry: true }
+        Self {
+            error,
+            close: None,
+            retry: true,
+        }
     }
 }
 
@@ -148,8 +182,19 @@ pub(crate) async fn connect(
 ) -> Result<(Socket, Welcome), HelloFailure> {
     let attempt = async {
         let mut socket = open(config).await.map_err(HelloFailure::network)?;
-        let hello = ClientFrame::new(hello_id, Request::Hello { token: token.to_owned(), resume });
-        write(&mut socket, &hello, limit)
+        let hello = ClientFrame::new(
+            hello_id,
+            Request::Hello {
+                token: token.to_owned(),
+                resume,
+            },
+        );
+        let text = encode(&hello).map_err(|error| HelloFailure {
+            error,
+            close: None,
+            retry: false,
+        })?;
+        write(&mut socket, text, limit)
             .await
             .map_err(|err| HelloFailure::network(ClientError::Connect(err)))?;
         let welcome = await_welcome(&mut socket, hello_id).await?;
@@ -166,7 +211,9 @@ async fn await_welcome(socket: &mut Socket, hello_id: RequestId) -> Result<Welco
     loop {
         let message = match socket.next().await {
             Some(Ok(message)) => message,
-            Some(Err(err)) => return Err(HelloFailure::network(ClientError::Connect(err.to_string()))),
+            Some(Err(err)) => {
+                return Err(HelloFailure::network(ClientError::Connect(err.to_string())));
+            }
             None => {
                 return Err(HelloFailure::network(ClientError::Connect(
                     "the server closed the connection before the welcome".into(),
@@ -174,12 +221,16 @@ async fn await_welcome(socket: &mut Socket, hello_id: RequestId) -> Result<Welco
             }
         };
         match decode(message) {
-            Incoming::Frame(ServerFrame { re, message: ServerMessage::Welcome(welcome) })
-                if re.is_none() || re == Some(hello_id) =>
-            {
+            Incoming::Frame(ServerFrame {
+                re,
+                message: ServerMessage::Welcome(welcome),
+            }) if re.is_none() || re == Some(hello_id) => {
                 return Ok(welcome);
             }
-            Incoming::Frame(ServerFrame { message: ServerMessage::Error { code, message, .. }, .. }) => {
+            Incoming::Frame(ServerFrame {
+                message: ServerMessage::Error { code, message, .. },
+                ..
+            }) => {
                 let close = await_close_code(socket).await;
                 return Err(refused(code, message, close));
             }
@@ -189,10 +240,16 @@ async fn await_welcome(socket: &mut Socket, hello_id: RequestId) -> Result<Welco
             Incoming::Closed { code, reason } => {
                 let retry = code.is_none_or(|code| CloseCode(code).should_reconnect());
                 let error = match code {
-                    Some(code) => ClientError::Connect(format!("the server closed the connection ({code}): {reason}")),
+                    Some(code) => ClientError::Connect(format!(
+                        "the server closed the connection ({code}): {reason}"
+                    )),
                     None => ClientError::Connect("the server closed the connection".into()),
                 };
-                return Err(HelloFailure { error, close: code, retry });
+                return Err(HelloFailure {
+                    error,
+                    close: code,
+                    retry,
+                });
             }
             Incoming::Nothing => {}
         }
@@ -203,7 +260,11 @@ async fn await_welcome(socket: &mut Socket, hello_id: RequestId) -> Result<Welco
 /// again: the server closes a refused `hello` with 4001 whatever the reason, and a store
 /// that is down for a moment is no reason to give up.
 fn refused(code: ErrorCode, message: String, close: Option<u16>) -> HelloFailure {
-    HelloFailure { error: ClientError::Server { code, message }, close, retry: code.is_retryable() }
+    HelloFailure {
+        error: ClientError::Server { code, message },
+        close,
+        retry: code.is_retryable(),
+    }
 }
 
 /// After a refused `hello`, the close code that follows it.
@@ -225,7 +286,8 @@ mod tests {
 
     #[test]
     fn the_upgrade_offers_the_subprotocol_and_origin() {
-        let config = ClientConfig::new("ws://127.0.0.1:9/ws", "t").with_origin("https://triad.example");
+        let config =
+            ClientConfig::new("ws://127.0.0.1:9/ws", "t").with_origin("https://triad.example");
         let request = upgrade_request(&config).expect("valid request");
         assert_eq!(request.headers()[SEC_WEBSOCKET_PROTOCOL], PROTOCOL_VERSION);
         assert_eq!(request.headers()[ORIGIN], "https://triad.example");
@@ -241,9 +303,14 @@ mod tests {
 
     #[test]
     fn close_frames_carry_their_code() {
-        let frame = CloseFrame { code: WsCloseCode::from(4008), reason: "slow".into() };
+        let frame = CloseFrame {
+            code: WsCloseCode::from(4008),
+            reason: "slow".into(),
+        };
         match decode(Message::Close(Some(frame))) {
-            Incoming::Closed { code, reason } => assert_eq!((code, reason.as_str()), (Some(4008), "slow")),
+            Incoming::Closed { code, reason } => {
+                assert_eq!((code, reason.as_str()), (Some(4008), "slow"))
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

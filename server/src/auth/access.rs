@@ -41,7 +41,9 @@ pub fn access_to(room: &RoomRecord, person: &PersonId) -> Access {
     if room.members.contains(person) {
         Access::Member
     } else if room.moderators.contains(person) {
-        Access::Moderator { joined: room.joined_moderators.contains(person) }
+        Access::Moderator {
+            joined: room.joined_moderators.contains(person),
+        }
     } else {
         Access::None
     }

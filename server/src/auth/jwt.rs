@@ -79,7 +79,10 @@ pub fn hs256_secret(jwt: &JwtConfig, data_dir: &Path) -> Result<Vec<u8>, AuthErr
     if let Some(secret) = &jwt.secret {
         return Ok(secret.trim().as_bytes().to_vec());
     }
-    let path = jwt.secret_file.clone().unwrap_or_else(|| data_dir.join("jwt-secret"));
+    let path = jwt
+        .secret_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("jwt-secret"));
     let bytes = read_key(&path)?;
     let trimmed = String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec();
     if trimmed.len() < 32 {
@@ -136,8 +139,15 @@ impl TokenVerifier {
         )?;
         let person = PersonId::new(data.claims.sub)
             .map_err(|e| AuthError::Invalid(format!("bad subject: {e}")))?;
-        let expires_ms = data.claims.exp.saturating_add(self.validation.leeway).saturating_mul(1000);
-        Ok(Verified { person, expires_at: i64::try_from(expires_ms).unwrap_or(i64::MAX) })
+        let expires_ms = data
+            .claims
+            .exp
+            .saturating_add(self.validation.leeway)
+            .saturating_mul(1000);
+        Ok(Verified {
+            person,
+            expires_at: i64::try_from(expires_ms).unwrap_or(i64::MAX),
+        })
     }
 }
 
@@ -192,7 +202,12 @@ impl TokenMinter {
             JwtAlgorithm::Hs256 => return Err(AuthError::Key("HS256 uses a secret".into())),
         };
         let key = key.map_err(|e| AuthError::Key(e.to_string()))?;
-        Ok(Self { key, algorithm, issuer: jwt.issuer.clone(), audience: jwt.audience.clone() })
+        Ok(Self {
+            key,
+            algorithm,
+            issuer: jwt.issuer.clone(),
+            audience: jwt.audience.clone(),
+        })
     }
 
     /// A token for `person` valid for `ttl` from now.
@@ -246,7 +261,10 @@ mod tests {
                 .unwrap()
                 .mint(&person, Duration::from_secs(60))
                 .unwrap();
-            assert!(matches!(verifier.verify(&token), Err(AuthError::Invalid(_))));
+            assert!(matches!(
+                verifier.verify(&token),
+                Err(AuthError::Invalid(_))
+            ));
         }
     }
 
@@ -256,6 +274,9 @@ mod tests {
         std::fs::write(dir.path().join("jwt-secret"), "short").unwrap();
         let mut jwt = config();
         jwt.secret = None;
-        assert!(matches!(hs256_secret(&jwt, dir.path()), Err(AuthError::Key(_))));
+        assert!(matches!(
+            hs256_secret(&jwt, dir.path()),
+            Err(AuthError::Key(_))
+        ));
     }
 }

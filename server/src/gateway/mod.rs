@@ -83,13 +83,22 @@ impl Gateway {
 /// Whether the `Origin` of an upgrade is acceptable: absent (not a browser), the server's
 /// own host, or listed in the configuration.
 fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else { return true };
-    let Ok(origin) = origin.to_str() else { return false };
-    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
         return true;
     }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'));
     matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
 }
 
@@ -110,7 +119,10 @@ pub async fn upgrade(
         .map(str::trim)
         .collect();
     if !offered.is_empty() && !offered.contains(&PROTOCOL_VERSION) {
-        return (StatusCode::BAD_REQUEST, format!("subprotocol {PROTOCOL_VERSION} required"))
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("subprotocol {PROTOCOL_VERSION} required"),
+        )
             .into_response();
     }
     if gateway.shutdown.is_cancelled() {
@@ -145,9 +157,21 @@ mod tests {
     fn origins() {
         let allowed = vec!["https://school.example".to_string()];
         assert!(origin_allowed(&headers(None, "triad:8080"), &allowed));
-        assert!(origin_allowed(&headers(Some("http://triad:8080"), "triad:8080"), &allowed));
-        assert!(origin_allowed(&headers(Some("https://school.example"), "triad:8080"), &allowed));
-        assert!(!origin_allowed(&headers(Some("https://evil.example"), "triad:8080"), &allowed));
-        assert!(!origin_allowed(&headers(Some("null"), "triad:8080"), &allowed));
+        assert!(origin_allowed(
+            &headers(Some("http://triad:8080"), "triad:8080"),
+            &allowed
+        ));
+        assert!(origin_allowed(
+            &headers(Some("https://school.example"), "triad:8080"),
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("https://evil.example"), "triad:8080"),
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("null"), "triad:8080"),
+            &allowed
+        ));
     }
 }

@@ -10,8 +10,8 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
 use triad_protocol::{
-    Ack, CloseCode, ErrorCode, History, MemberInfo, PersonId, PersonInfo, PresenceStatus,
-    Request, RoomId, RoomInfo, RoomKind, ServerFrame, ServerMessage, decode_client, limits,
+    Ack, CloseCode, ErrorCode, History, MemberInfo, PersonId, PersonInfo, PresenceStatus, Request,
+    RoomId, RoomInfo, RoomKind, ServerFrame, ServerMessage, decode_client, limits,
 };
 
 use super::Gateway;
@@ -30,7 +30,11 @@ pub struct Refusal {
 
 impl Refusal {
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), room: None }
+        Self {
+            code,
+            message: message.into(),
+            room: None,
+        }
     }
 
     fn in_room(mut self, room: &RoomId) -> Self {
@@ -106,7 +110,10 @@ impl Session {
             match message {
                 Some(Ok(Message::Text(text))) => self.on_text(&text).await,
                 Some(Ok(Message::Binary(_))) => {
-                    self.reply(None, Err(Refusal::new(ErrorCode::BinaryFrame, "text frames only")));
+                    self.reply(
+                        None,
+                        Err(Refusal::new(ErrorCode::BinaryFrame, "text frames only")),
+                    );
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | None => {
@@ -143,7 +150,11 @@ impl Session {
             Ok(message) => message,
             Err(refusal) => {
                 tracing::debug!(code = %refusal.code, message = %refusal.message, "request refused");
-                ServerMessage::Error { code: refusal.code, message: refusal.message, room: refusal.room }
+                ServerMessage::Error {
+                    code: refusal.code,
+                    message: refusal.message,
+                    room: refusal.room,
+                }
             }
         };
         self.push(&ServerFrame::reply(re, message));
@@ -170,27 +181,45 @@ impl Session {
 
     async fn handle(&mut self, request: Request) -> Reply {
         match request {
-            Request::Hello { .. } => {
-                Err(Refusal::new(ErrorCode::AlreadyAuthenticated, "this session is signed in"))
-            }
+            Request::Hello { .. } => Err(Refusal::new(
+                ErrorCode::AlreadyAuthenticated,
+                "this session is signed in",
+            )),
             Request::Refresh { token } => self.refresh(&token),
-            Request::Send { room, client_msg_id, body } => {
-                self.send(&room, &client_msg_id, &body).await.map_err(|r| r.in_room(&room))
-            }
-            Request::History { room, before, after, limit } => {
-                self.history(&room, before, after, limit).await.map_err(|r| r.in_room(&room))
-            }
+            Request::Send {
+                room,
+                client_msg_id,
+                body,
+            } => self
+                .send(&room, &client_msg_id, &body)
+                .await
+                .map_err(|r| r.in_room(&room)),
+            Request::History {
+                room,
+                before,
+                after,
+                limit,
+            } => self
+                .history(&room, before, after, limit)
+                .await
+                .map_err(|r| r.in_room(&room)),
             Request::Join { room } => self.join(&room).await.map_err(|r| r.in_room(&room)),
             Request::Leave { room } => self.leave(&room).await.map_err(|r| r.in_room(&room)),
-            Request::Typing { room, active } => self.typing(&room, active).map_err(|r| r.in_room(&room)),
-            Request::Read { room, seq } => self.read(&room, seq).await.map_err(|r| r.in_room(&room)),
+            Request::Typing { room, active } => {
+                self.typing(&room, active).map_err(|r| r.in_room(&room))
+            }
+            Request::Read { room, seq } => {
+                self.read(&room, seq).await.map_err(|r| r.in_room(&room))
+            }
             Request::Presence { status } => self.presence(status),
             Request::Ping => Ok(ServerMessage::Pong),
         }
     }
 
     fn access(&self, room: &RoomId) -> Access {
-        self.rooms.get(room).map_or(Access::None, |(_, access)| *access)
+        self.rooms
+            .get(room)
+            .map_or(Access::None, |(_, access)| *access)
     }
 
     fn check_in(&self, room: &RoomId) -> Result<(), Refusal> {
@@ -205,11 +234,17 @@ impl Session {
 
     fn refresh(&mut self, token: &str) -> Reply {
         if token.len() > limits::MAX_TOKEN_BYTES {
-            return Err(Refusal::new(ErrorCode::InvalidRequest, "token over the size limit"));
+            return Err(Refusal::new(
+                ErrorCode::InvalidRequest,
+                "token over the size limit",
+            ));
         }
         let verified = self.gateway.verifier.verify(token)?;
         if verified.person != self.person {
-            return Err(Refusal::new(ErrorCode::Forbidden, "the token is for another person"));
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "the token is for another person",
+            ));
         }
         self.expires_at = deadline_of(verified.expires_at);
         Ok(ServerMessage::Ok)
@@ -230,17 +265,32 @@ impl Session {
             return Err(Refusal::new(ErrorCode::BadClientMsgId, message));
         }
         if body.len() > limits::MAX_BODY_BYTES {
-            let message = format!("body is {} bytes; the limit is {}", body.len(), limits::MAX_BODY_BYTES);
+            let message = format!(
+                "body is {} bytes; the limit is {}",
+                body.len(),
+                limits::MAX_BODY_BYTES
+            );
             return Err(Refusal::new(ErrorCode::BodyTooLong, message));
         }
         if body.trim().is_empty() {
             return Err(Refusal::new(ErrorCode::EmptyBody, "the message is empty"));
         }
-        let allowed = self.send_bucket.lock().unwrap_or_else(|e| e.into_inner()).try_take(Instant::now());
+        let allowed = self
+            .send_bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_take(Instant::now());
         if !allowed {
-            return Err(Refusal::new(ErrorCode::RateLimited, "sending too fast; wait a moment"));
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                "sending too fast; wait a moment",
+            ));
         }
-        let appended = self.gateway.store.append_message(room, &self.person, client_msg_id, body).await?;
+        let appended = self
+            .gateway
+            .store
+            .append_message(room, &self.person, client_msg_id, body)
+            .await?;
         Ok(ServerMessage::Ack(Ack {
             room: room.clone(),
             client_msg_id: client_msg_id.clone(),
@@ -260,7 +310,10 @@ impl Session {
         self.check_in(room)?;
         let limit = limit.unwrap_or(limits::DEFAULT_PAGE_SIZE);
         if limit > limits::MAX_PAGE_SIZE {
-            let message = format!("limit {limit} is over the maximum page of {}", limits::MAX_PAGE_SIZE);
+            let message = format!(
+                "limit {limit} is over the maximum page of {}",
+                limits::MAX_PAGE_SIZE
+            );
             return Err(Refusal::new(ErrorCode::PageTooLarge, message));
         }
         let page = match (before, after) {
@@ -268,7 +321,10 @@ impl Session {
             (Some(before), None) => Page::Before { before, limit },
             (None, Some(after)) => Page::After { after, limit },
             (Some(_), Some(_)) => {
-                return Err(Refusal::new(ErrorCode::InvalidRequest, "give before or after, not both"));
+                return Err(Refusal::new(
+                    ErrorCode::InvalidRequest,
+                    "give before or after, not both",
+                ));
             }
         };
         let page = self.gateway.store.history(room, page).await?;
@@ -283,11 +339,17 @@ impl Session {
     async fn join(&mut self, room: &RoomId) -> Reply {
         let access = self.access(room);
         if access == Access::None {
-            return Err(Refusal::new(ErrorCode::NotAMember, format!("you are not assigned to {room}")));
+            return Err(Refusal::new(
+                ErrorCode::NotAMember,
+                format!("you are not assigned to {room}"),
+            ));
         }
         let gateway = self.gateway.clone();
         if matches!(access, Access::Moderator { .. }) {
-            gateway.store.set_moderator_joined(room, &self.person, true).await?;
+            gateway
+                .store
+                .set_moderator_joined(room, &self.person, true)
+                .await?;
         }
         let newly_in = !access.is_in();
         if newly_in {
@@ -300,7 +362,14 @@ impl Session {
             .iter()
             .find(|r| &r.id == room)
             .ok_or_else(|| Refusal::new(ErrorCode::UnknownRoom, format!("no room {room}")))?;
-        let info = room_info(&gateway, &programme.people, record, self.access(room), &self.person).await?;
+        let info = room_info(
+            &gateway,
+            &programme.people,
+            record,
+            self.access(room),
+            &self.person,
+        )
+        .await?;
         if newly_in {
             self.outbox.push(Outgoing::Track {
                 room: room.clone(),
@@ -321,15 +390,20 @@ impl Session {
 
     async fn leave(&mut self, room: &RoomId) -> Reply {
         match self.access(room) {
-            Access::None => {
-                Err(Refusal::new(ErrorCode::NotAMember, format!("you are not assigned to {room}")))
-            }
-            Access::Member => {
-                Err(Refusal::new(ErrorCode::Forbidden, format!("members cannot leave {room}")))
-            }
+            Access::None => Err(Refusal::new(
+                ErrorCode::NotAMember,
+                format!("you are not assigned to {room}"),
+            )),
+            Access::Member => Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("members cannot leave {room}"),
+            )),
             Access::Moderator { joined } => {
                 let gateway = self.gateway.clone();
-                gateway.store.set_moderator_joined(room, &self.person, false).await?;
+                gateway
+                    .store
+                    .set_moderator_joined(room, &self.person, false)
+                    .await?;
                 if joined {
                     gateway.hub.unsubscribe(room, self.key);
                     self.outbox.push(Outgoing::Untrack { room: room.clone() });
@@ -350,8 +424,16 @@ impl Session {
         if let Some(slot) = self.rooms.get_mut(room) {
             slot.1 = access;
         }
-        let inside = self.rooms.iter().filter(|(_, (_, a))| a.is_in()).map(|(r, _)| r.clone()).collect();
-        self.gateway.hub.presence.set_rooms(&self.person, self.key, inside);
+        let inside = self
+            .rooms
+            .iter()
+            .filter(|(_, (_, a))| a.is_in())
+            .map(|(r, _)| r.clone())
+            .collect();
+        self.gateway
+            .hub
+            .presence
+            .set_rooms(&self.person, self.key, inside);
     }
 
     fn typing(&self, room: &RoomId, active: bool) -> Reply {
@@ -386,9 +468,17 @@ impl Session {
 
     fn presence(&self, status: PresenceStatus) -> Reply {
         if status == PresenceStatus::Offline {
-            return Err(Refusal::new(ErrorCode::InvalidRequest, "close the connection to go offline"));
+            return Err(Refusal::new(
+                ErrorCode::InvalidRequest,
+                "close the connection to go offline",
+            ));
         }
-        if let Some(change) = self.gateway.hub.presence.set_status(&self.person, self.key, status) {
+        if let Some(change) = self
+            .gateway
+            .hub
+            .presence
+            .set_status(&self.person, self.key, status)
+        {
             announce(&self.gateway, &change);
         }
         Ok(ServerMessage::Ok)

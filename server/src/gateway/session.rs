@@ -32,7 +32,9 @@ struct Hello {
 /// Runs one connection to its end.
 pub async fn run(gateway: Arc<Gateway>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let Some(hello) = wait_hello(&gateway, &mut sink, &mut stream).await else { return };
+    let Some(hello) = wait_hello(&gateway, &mut sink, &mut stream).await else {
+        return;
+    };
     let key = gateway.next_key();
     let span = tracing::info_span!("session", session = key, person = %hello.verified.person);
     async move {
@@ -40,13 +42,19 @@ pub async fn run(gateway: Arc<Gateway>, socket: WebSocket) {
             Ok((session, writer)) => {
                 tracing::info!("session started");
                 session.serve(stream).await;
-                if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
+                if tokio::time::timeout(Duration::from_secs(5), writer)
+                    .await
+                    .is_err()
+                {
                     tracing::debug!("writer did not finish in time");
                 }
                 tracing::info!("session ended");
             }
             Err(mut sink) => {
-                if tokio::time::timeout(Duration::from_secs(2), sink.close()).await.is_err() {
+                if tokio::time::timeout(Duration::from_secs(2), sink.close())
+                    .await
+                    .is_err()
+                {
                     tracing::debug!("close not delivered");
                 }
             }
@@ -61,9 +69,15 @@ async fn send_frame(sink: &mut SplitSink<WebSocket, Message>, frame: &ServerFram
 }
 
 async fn close(sink: &mut SplitSink<WebSocket, Message>, code: CloseCode, reason: &str) {
-    let frame = CloseFrame { code: code.0, reason: reason.into() };
+    let frame = CloseFrame {
+        code: code.0,
+        reason: reason.into(),
+    };
     let closing = sink.send(Message::Close(Some(frame)));
-    if tokio::time::timeout(Duration::from_secs(2), closing).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), closing)
+        .await
+        .is_err()
+    {
         tracing::debug!("close frame not delivered");
     }
 }
@@ -114,20 +128,38 @@ async fn wait_hello(
         };
         let Request::Hello { token, resume } = frame.request else {
             let message = format!("send hello first, not {}", frame.request.type_name());
-            send_frame(sink, &ServerFrame::error(frame.id, ErrorCode::NotAuthenticated, message)).await;
+            send_frame(
+                sink,
+                &ServerFrame::error(frame.id, ErrorCode::NotAuthenticated, message),
+            )
+            .await;
             continue;
         };
         if token.len() > limits::MAX_TOKEN_BYTES || resume.len() > limits::MAX_RESUME_POINTS {
             let message = "token or resume list over the limit";
-            send_frame(sink, &ServerFrame::error(frame.id, ErrorCode::InvalidRequest, message)).await;
+            send_frame(
+                sink,
+                &ServerFrame::error(frame.id, ErrorCode::InvalidRequest, message),
+            )
+            .await;
             close(sink, CloseCode::AUTH_FAILED, message).await;
             return None;
         }
         match gateway.verifier.verify(&token) {
-            Ok(verified) => return Some(Hello { id: frame.id, verified, resume }),
+            Ok(verified) => {
+                return Some(Hello {
+                    id: frame.id,
+                    verified,
+                    resume,
+                });
+            }
             Err(err) => {
                 tracing::debug!(error = %err, "hello refused");
-                send_frame(sink, &ServerFrame::error(frame.id, err.code(), err.to_string())).await;
+                send_frame(
+                    sink,
+                    &ServerFrame::error(frame.id, err.code(), err.to_string()),
+                )
+                .await;
                 close(sink, CloseCode::AUTH_FAILED, "authentication failed").await;
                 return None;
             }
@@ -138,7 +170,12 @@ async fn wait_hello(
 /// Closes with 1009 after an oversized frame; other read errors just end the session.
 async fn read_failed(sink: &mut SplitSink<WebSocket, Message>, err: axum::Error) {
     if is_capacity_error(err) {
-        close(sink, CloseCode::MESSAGE_TOO_BIG, "frame over the size limit").await;
+        close(
+            sink,
+            CloseCode::MESSAGE_TOO_BIG,
+            "frame over the size limit",
+        )
+        .await;
     }
 }
 
@@ -166,7 +203,11 @@ async fn start(
     let programme = match store.programme().await {
         Ok(programme) => programme,
         Err(err) => {
-            send_frame(&mut sink, &refuse(ErrorCode::StoreUnavailable, err.to_string())).await;
+            send_frame(
+                &mut sink,
+                &refuse(ErrorCode::StoreUnavailable, err.to_string()),
+            )
+            .await;
             close(&mut sink, CloseCode::SERVER_ERROR, "store unavailable").await;
             return Err(sink);
         }
@@ -179,8 +220,12 @@ async fn start(
     };
 
     let control = Arc::new(SessionControl::default());
-    let (outbox, rx) =
-        Outbox::new(key, person_id.clone(), gateway.settings.outbox_capacity, control.clone());
+    let (outbox, rx) = Outbox::new(
+        key,
+        person_id.clone(),
+        gateway.settings.outbox_capacity,
+        control.clone(),
+    );
     let mut rooms = HashMap::new();
     let mut order = Vec::new();
     for record in programme.rooms {
@@ -192,7 +237,11 @@ async fn start(
     }
     // Subscribe before reading room states: an event stored in between reaches the outbox
     // and the writer skips or fills as needed, so nothing falls between the two.
-    let inside: Vec<_> = order.iter().filter(|r| rooms[*r].1.is_in()).cloned().collect();
+    let inside: Vec<_> = order
+        .iter()
+        .filter(|r| rooms[*r].1.is_in())
+        .cloned()
+        .collect();
     for room in &inside {
         gateway.hub.subscribe(room, &outbox);
     }
@@ -215,9 +264,17 @@ async fn start(
             }
         };
         if access.is_in() {
-            let resumed = hello.resume.iter().find(|p| &p.room == room && p.epoch == info.epoch);
+            let resumed = hello
+                .resume
+                .iter()
+                .find(|p| &p.room == room && p.epoch == info.epoch);
             let after = resumed.map_or(info.last_seq, |p| p.seq.min(info.last_seq));
-            tracks.push(Outgoing::Track { room: room.clone(), epoch: info.epoch, after, live: true });
+            tracks.push(Outgoing::Track {
+                room: room.clone(),
+                epoch: info.epoch,
+                after,
+                live: true,
+            });
         }
         infos.push(info);
     }
@@ -251,7 +308,10 @@ async fn start(
         person: person_id,
         outbox,
         control,
-        rooms: rooms.into_iter().map(|(id, (record, access))| (id, (record.kind, access))).collect(),
+        rooms: rooms
+            .into_iter()
+            .map(|(id, (record, access))| (id, (record.kind, access)))
+            .collect(),
         send_bucket,
         request_bucket: TokenBucket::new(
             gateway.settings.request_rate_per_second,

@@ -51,7 +51,13 @@ impl Writer {
         control: Arc<SessionControl>,
         store: SharedStore,
     ) -> Self {
-        Self { sink, rx, control, store, rooms: HashMap::new() }
+        Self {
+            sink,
+            rx,
+            control,
+            store,
+            rooms: HashMap::new(),
+        }
     }
 
     /// Runs until the outbox closes or the session is asked to close, then sends the close
@@ -71,8 +77,10 @@ impl Writer {
                 }
             }
         }
-        let (code, reason) =
-            control.reason().cloned().unwrap_or((CloseCode::NORMAL, String::new()));
+        let (code, reason) = control
+            .reason()
+            .cloned()
+            .unwrap_or((CloseCode::NORMAL, String::new()));
         if code != CloseCode::SLOW_CONSUMER {
             // Frames queued before the close (an error explaining it, say) go out first.
             let drain = async {
@@ -81,17 +89,26 @@ impl Writer {
                 }
                 self.sink.flush().await.map_err(WriteError::from)
             };
-            if !matches!(tokio::time::timeout(Duration::from_secs(1), drain).await, Ok(Ok(()))) {
+            if !matches!(
+                tokio::time::timeout(Duration::from_secs(1), drain).await,
+                Ok(Ok(()))
+            ) {
                 tracing::debug!("queued frames not delivered before close");
             }
         }
-        let frame = CloseFrame { code: code.0, reason: reason.into() };
+        let frame = CloseFrame {
+            code: code.0,
+            reason: reason.into(),
+        };
         // The peer may be gone or not reading: the close frame is best effort, bounded.
         let closing = async {
             self.sink.send(Message::Close(Some(frame))).await?;
             self.sink.close().await
         };
-        if tokio::time::timeout(Duration::from_secs(2), closing).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), closing)
+            .await
+            .is_err()
+        {
             tracing::debug!("close frame not delivered in time");
         }
         control.close(code, "writer finished");
@@ -115,7 +132,9 @@ impl Writer {
         match item {
             Outgoing::Frame(text) => self.sink.feed(Message::Text(text)).await?,
             Outgoing::Event(event) => {
-                let Some(position) = self.rooms.get(&event.room) else { return Ok(()) };
+                let Some(position) = self.rooms.get(&event.room) else {
+                    return Ok(());
+                };
                 if event.seq <= position.last {
                     return Ok(());
                 }
@@ -127,11 +146,20 @@ impl Writer {
                     position.last = event.seq;
                 }
             }
-            Outgoing::Track { room, epoch, after, live } => {
+            Outgoing::Track {
+                room,
+                epoch,
+                after,
+                live,
+            } => {
                 self.rooms.insert(room.clone(), Position { last: after });
                 let last = self.fill(&room, None).await?;
                 if live {
-                    let frame = ServerFrame::push(ServerMessage::Live(Live { room, epoch, seq: last }));
+                    let frame = ServerFrame::push(ServerMessage::Live(Live {
+                        room,
+                        epoch,
+                        seq: last,
+                    }));
                     self.sink.feed(Message::Text(encode(&frame))).await?;
                 }
             }
@@ -145,10 +173,15 @@ impl Writer {
     /// Writes the room's stored events after the last one written, up to `until` (or the
     /// newest); returns the last sequence number written.
     async fn fill(&mut self, room: &RoomId, until: Option<Seq>) -> Result<Seq, WriteError> {
-        let Some(position) = self.rooms.get(room) else { return Ok(0) };
+        let Some(position) = self.rooms.get(room) else {
+            return Ok(0);
+        };
         let mut last = position.last;
         loop {
-            let page = Page::After { after: last, limit: MAX_PAGE_SIZE };
+            let page = Page::After {
+                after: last,
+                limit: MAX_PAGE_SIZE,
+            };
             let history = self.store.history(room, page).await?;
             let mut reached = false;
             for event in history.events {

@@ -65,7 +65,10 @@ pub async fn serve(
     drop(listener);
     stop.cancel();
     connections.close();
-    if tokio::time::timeout(drain, connections.wait()).await.is_err() {
+    if tokio::time::timeout(drain, connections.wait())
+        .await
+        .is_err()
+    {
         tracing::debug!("open connections did not finish in time");
     }
 }

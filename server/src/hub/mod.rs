@@ -39,11 +39,18 @@ pub struct Hub {
 impl Hub {
     /// An empty hub; `send_rate` and `send_burst` size each person's send bucket.
     pub fn new(send_rate: u32, send_burst: u32) -> Self {
-        Self { rooms: RwLock::default(), presence: PresenceBook::new(send_rate, send_burst) }
+        Self {
+            rooms: RwLock::default(),
+            presence: PresenceBook::new(send_rate, send_burst),
+        }
     }
 
     fn channel(&self, room: &RoomId) -> Option<Arc<RoomChannel>> {
-        self.rooms.read().unwrap_or_else(|e| e.into_inner()).get(room).cloned()
+        self.rooms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(room)
+            .cloned()
     }
 
     /// Adds a session to a room's fan-out.
@@ -55,7 +62,10 @@ impl Hub {
                 rooms.entry(room.clone()).or_default().clone()
             }
         };
-        let mut subscribers = channel.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut subscribers = channel
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if !subscribers.iter().any(|s| s.key() == outbox.key()) {
             subscribers.push(outbox.clone());
         }
@@ -64,7 +74,10 @@ impl Hub {
     /// Removes a session from a room's fan-out.
     pub fn unsubscribe(&self, room: &RoomId, session: SessionKey) {
         if let Some(channel) = self.channel(room) {
-            let mut subscribers = channel.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut subscribers = channel
+                .subscribers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             subscribers.retain(|s| s.key() != session);
         }
     }
@@ -72,16 +85,26 @@ impl Hub {
     /// How many local sessions are in a room.
     pub fn local_sessions(&self, room: &RoomId) -> usize {
         self.channel(room)
-            .map(|c| c.subscribers.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|c| {
+                c.subscribers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .len()
+            })
             .unwrap_or(0)
     }
 
     /// Sends an ephemeral frame (typing, presence) to every session in a room, except the
     /// sessions of `except`.
     pub fn broadcast(&self, room: &RoomId, frame: &ServerFrame, except: Option<&PersonId>) {
-        let Some(channel) = self.channel(room) else { return };
+        let Some(channel) = self.channel(room) else {
+            return;
+        };
         let text = encode(frame);
-        let subscribers = channel.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        let subscribers = channel
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for outbox in subscribers.iter().filter(|s| Some(s.person()) != except) {
             outbox.push(Outgoing::Frame(text.clone()));
         }
@@ -90,10 +113,21 @@ impl Hub {
 
 impl EventSink for Hub {
     fn publish(&self, event: &RoomEvent) {
-        let Some(channel) = self.channel(&event.room) else { return };
-        let frame = ServerFrame::push(ServerMessage::Event { event: event.clone() });
-        let shared = Arc::new(EventFrame { room: event.room.clone(), seq: event.seq, text: encode(&frame) });
-        let subscribers = channel.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(channel) = self.channel(&event.room) else {
+            return;
+        };
+        let frame = ServerFrame::push(ServerMessage::Event {
+            event: event.clone(),
+        });
+        let shared = Arc::new(EventFrame {
+            room: event.room.clone(),
+            seq: event.seq,
+            text: encode(&frame),
+        });
+        let subscribers = channel
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for outbox in subscribers.iter() {
             outbox.push(Outgoing::Event(shared.clone()));
         }

@@ -96,7 +96,15 @@ impl Outbox {
         control: Arc<SessionControl>,
     ) -> (Self, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { key, person, tx, control }, rx)
+        (
+            Self {
+                key,
+                person,
+                tx,
+                control,
+            },
+            rx,
+        )
     }
 
     /// The session's key.
@@ -120,7 +128,10 @@ impl Outbox {
         match self.tx.try_send(item) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.control.close(CloseCode::SLOW_CONSUMER, "outbox full: reconnect and resume");
+                self.control.close(
+                    CloseCode::SLOW_CONSUMER,
+                    "outbox full: reconnect and resume",
+                );
                 false
             }
             // The session is ending; it no longer needs anything.

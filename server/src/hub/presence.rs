@@ -46,7 +46,11 @@ impl PersonEntry {
     }
 
     fn rooms(&self) -> Vec<RoomId> {
-        let set: BTreeSet<&RoomId> = self.sessions.values().flat_map(|s| s.rooms.iter()).collect();
+        let set: BTreeSet<&RoomId> = self
+            .sessions
+            .values()
+            .flat_map(|s| s.rooms.iter())
+            .collect();
         set.into_iter().cloned().collect()
     }
 }
@@ -62,7 +66,11 @@ impl PresenceBook {
     /// An empty book; new people get a send bucket of `send_rate` per second and
     /// `send_burst` at once.
     pub fn new(send_rate: u32, send_burst: u32) -> Self {
-        Self { people: Mutex::default(), send_rate, send_burst }
+        Self {
+            people: Mutex::default(),
+            send_rate,
+            send_burst,
+        }
     }
 
     /// Sends per person per second.
@@ -87,14 +95,23 @@ impl PresenceBook {
         rooms: Vec<RoomId>,
     ) -> (Arc<Mutex<TokenBucket>>, Option<PresenceChange>) {
         self.with(|people| {
-            let entry = people.entry(outbox.person().clone()).or_insert_with(|| PersonEntry {
-                sessions: HashMap::new(),
-                bucket: Arc::new(Mutex::new(TokenBucket::new(self.send_rate, self.send_burst))),
-            });
+            let entry = people
+                .entry(outbox.person().clone())
+                .or_insert_with(|| PersonEntry {
+                    sessions: HashMap::new(),
+                    bucket: Arc::new(Mutex::new(TokenBucket::new(
+                        self.send_rate,
+                        self.send_burst,
+                    ))),
+                });
             let before = entry.status();
             entry.sessions.insert(
                 outbox.key(),
-                SessionEntry { status: PresenceStatus::Online, outbox: outbox.clone(), rooms },
+                SessionEntry {
+                    status: PresenceStatus::Online,
+                    outbox: outbox.clone(),
+                    rooms,
+                },
             );
             let change = change(outbox.person(), before, entry, None);
             (entry.bucket.clone(), change)
@@ -130,7 +147,10 @@ impl PresenceBook {
     /// A session entered or left rooms (a moderator's join or leave).
     pub fn set_rooms(&self, person: &PersonId, key: SessionKey, rooms: Vec<RoomId>) {
         self.with(|people| {
-            if let Some(session) = people.get_mut(person).and_then(|e| e.sessions.get_mut(&key)) {
+            if let Some(session) = people
+                .get_mut(person)
+                .and_then(|e| e.sessions.get_mut(&key))
+            {
                 session.rooms = rooms;
             }
         });
@@ -138,7 +158,11 @@ impl PresenceBook {
 
     /// A person's status now.
     pub fn status(&self, person: &PersonId) -> PresenceStatus {
-        self.with(|people| people.get(person).map_or(PresenceStatus::Offline, PersonEntry::status))
+        self.with(|people| {
+            people
+                .get(person)
+                .map_or(PresenceStatus::Offline, PersonEntry::status)
+        })
     }
 
     /// The outboxes of a person's sessions.
@@ -184,7 +208,11 @@ mod tests {
         assert_eq!(first.unwrap().status, PresenceStatus::Online);
         let (_, second) = book.connect(&outbox(&anna, 2), room.clone());
         assert_eq!(second, None, "a second tab changes nothing");
-        assert_eq!(book.set_status(&anna, 1, PresenceStatus::Away), None, "the other tab is online");
+        assert_eq!(
+            book.set_status(&anna, 1, PresenceStatus::Away),
+            None,
+            "the other tab is online"
+        );
         let away = book.set_status(&anna, 2, PresenceStatus::Away).unwrap();
         assert_eq!(away.status, PresenceStatus::Away);
         assert_eq!(book.disconnect(&anna, 1), None);

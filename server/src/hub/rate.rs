@@ -15,7 +15,12 @@ impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: u32, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
-        Self { tokens: burst, rate: f64::from(rate), burst, last: Instant::now() }
+        Self {
+            tokens: burst,
+            rate: f64::from(rate),
+            burst,
+            last: Instant::now(),
+        }
     }
 
     /// Takes one token if there is one, at time `now`.

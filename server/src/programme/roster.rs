@@ -105,12 +105,19 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn line(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     fn report<T>(&mut self, at: &Spanned<T>, field: String, message: impl Into<String>) {
         let line = self.line(at.span().start);
-        self.problems.push(Problem { line, field, message: message.into() });
+        self.problems.push(Problem {
+            line,
+            field,
+            message: message.into(),
+        });
     }
 }
 
@@ -118,7 +125,9 @@ impl Roster {
     /// Parses and validates a roster, reporting every problem found.
     pub fn parse(text: &str) -> Result<Self, RosterError> {
         let file: RosterFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             RosterError {
                 problems: vec![Problem {
                     line: line.unwrap_or(1),
@@ -127,14 +136,21 @@ impl Roster {
                 }],
             }
         })?;
-        let mut c = Checker { text, problems: Vec::new() };
+        let mut c = Checker {
+            text,
+            problems: Vec::new(),
+        };
 
         let mut regions = Vec::new();
         let mut region_ids = HashSet::new();
         for (i, region) in file.regions.iter().enumerate() {
             let id = region.get_ref().id.get_ref();
             if !region_ids.insert(id.clone()) {
-                c.report(&region.get_ref().id, format!("regions[{i}].id"), format!("region {id:?} appears twice"));
+                c.report(
+                    &region.get_ref().id,
+                    format!("regions[{i}].id"),
+                    format!("region {id:?} appears twice"),
+                );
             }
             regions.push((id.clone(), region.get_ref().name.clone()));
         }
@@ -158,13 +174,24 @@ impl Roster {
                 c.report(
                     &p.time_zone,
                     field("time_zone"),
-                    format!("{:?} is not an IANA time zone (e.g. Europe/Rome)", p.time_zone.get_ref()),
+                    format!(
+                        "{:?} is not an IANA time zone (e.g. Europe/Rome)",
+                        p.time_zone.get_ref()
+                    ),
                 );
             }
-            let region = p.region.as_ref().map(|r| r.get_ref().clone()).unwrap_or_default();
+            let region = p
+                .region
+                .as_ref()
+                .map(|r| r.get_ref().clone())
+                .unwrap_or_default();
             match &p.region {
                 Some(r) if !region_ids.contains(r.get_ref()) => {
-                    c.report(r, field("region"), format!("unknown region {:?}", r.get_ref()));
+                    c.report(
+                        r,
+                        field("region"),
+                        format!("unknown region {:?}", r.get_ref()),
+                    );
                 }
                 None if p.role == Role::Head => {
                     c.report(entry, field("region"), "a head needs a region");
@@ -177,7 +204,11 @@ impl Roster {
             if let Some(email) = &p.email {
                 let value = email.get_ref();
                 if !value.contains('@') || value.contains(char::is_whitespace) {
-                    c.report(email, field("email"), format!("{value:?} is not an e-mail address"));
+                    c.report(
+                        email,
+                        field("email"),
+                        format!("{value:?} is not an e-mail address"),
+                    );
                 }
             }
             if let Some(id) = id {
@@ -210,28 +241,48 @@ impl Roster {
                 }
             };
             if !room_ids.insert(t.id.get_ref().clone()) {
-                c.report(&t.id, field("id"), format!("room {:?} is already used", t.id.get_ref()));
+                c.report(
+                    &t.id,
+                    field("id"),
+                    format!("room {:?} is already used", t.id.get_ref()),
+                );
             }
             let heads = t.heads.get_ref();
             if heads.len() != 3 {
-                c.report(&t.heads, field("heads"), format!("a trio has three heads, this one has {}", heads.len()));
+                c.report(
+                    &t.heads,
+                    field("heads"),
+                    format!("a trio has three heads, this one has {}", heads.len()),
+                );
             }
             let mut members = Vec::new();
             let mut head_regions = HashSet::new();
             for (j, head) in heads.iter().enumerate() {
                 let name = head.get_ref();
                 match roles.get(name) {
-                    None => c.report(head, format!("trios[{i}].heads[{j}]"), format!("unknown person {name:?}")),
+                    None => c.report(
+                        head,
+                        format!("trios[{i}].heads[{j}]"),
+                        format!("unknown person {name:?}"),
+                    ),
                     Some(Role::Head) => {
                         if let Some(other) = in_trio.insert(name.clone(), t.id.get_ref().clone()) {
-                            c.report(head, format!("trios[{i}].heads[{j}]"), format!("{name} is already in trio {other}"));
+                            c.report(
+                                head,
+                                format!("trios[{i}].heads[{j}]"),
+                                format!("{name} is already in trio {other}"),
+                            );
                         }
                         if let Some(p) = people.iter().find(|p| p.id.as_str() == name) {
                             head_regions.insert(p.region.clone());
                             members.push(p.id.clone());
                         }
                     }
-                    Some(role) => c.report(head, format!("trios[{i}].heads[{j}]"), format!("{name} is a {role:?}, not a head")),
+                    Some(role) => c.report(
+                        head,
+                        format!("trios[{i}].heads[{j}]"),
+                        format!("{name} is a {role:?}, not a head"),
+                    ),
                 }
             }
             let mut moderators = Vec::new();
@@ -243,8 +294,16 @@ impl Roster {
                             moderators.push(p.id.clone());
                         }
                     }
-                    Some(role) => c.report(m, format!("trios[{i}].moderators[{j}]"), format!("{name} is a {role:?}, not a moderator")),
-                    None => c.report(m, format!("trios[{i}].moderators[{j}]"), format!("unknown person {name:?}")),
+                    Some(role) => c.report(
+                        m,
+                        format!("trios[{i}].moderators[{j}]"),
+                        format!("{name} is a {role:?}, not a moderator"),
+                    ),
+                    None => c.report(
+                        m,
+                        format!("trios[{i}].moderators[{j}]"),
+                        format!("unknown person {name:?}"),
+                    ),
                 }
             }
             if let Some(id) = id {
@@ -262,7 +321,9 @@ impl Roster {
 
         if !c.problems.is_empty() {
             c.problems.sort_by_key(|p| p.line);
-            return Err(RosterError { problems: c.problems });
+            return Err(RosterError {
+                problems: c.problems,
+            });
         }
         rooms.push(RoomRecord {
             id: RoomId::new(COMMONS).expect("valid id"),
@@ -276,11 +337,18 @@ impl Roster {
             id: RoomId::new(STAFF).expect("valid id"),
             kind: RoomKind::Staff,
             title: "Staff room".into(),
-            members: people.iter().filter(|p| p.role != Role::Head).map(|p| p.id.clone()).collect(),
+            members: people
+                .iter()
+                .filter(|p| p.role != Role::Head)
+                .map(|p| p.id.clone())
+                .collect(),
             moderators: Vec::new(),
             joined_moderators: Vec::new(),
         });
-        Ok(Self { regions, programme: Programme { people, rooms } })
+        Ok(Self {
+            regions,
+            programme: Programme { people, rooms },
+        })
     }
 }
 
@@ -292,10 +360,24 @@ mod tests {
     fn demo_roster_is_valid() {
         let roster = Roster::parse(super::super::DEMO_ROSTER).unwrap();
         assert_eq!(roster.regions.len(), 3);
-        let trios: Vec<_> = roster.programme.rooms.iter().filter(|r| r.kind == RoomKind::Trio).collect();
+        let trios: Vec<_> = roster
+            .programme
+            .rooms
+            .iter()
+            .filter(|r| r.kind == RoomKind::Trio)
+            .collect();
         assert_eq!(trios.len(), 2);
-        assert!(trios.iter().all(|t| t.members.len() == 3 && t.moderators.len() == 1));
-        let staff = roster.programme.rooms.iter().find(|r| r.kind == RoomKind::Staff).unwrap();
+        assert!(
+            trios
+                .iter()
+                .all(|t| t.members.len() == 3 && t.moderators.len() == 1)
+        );
+        let staff = roster
+            .programme
+            .rooms
+            .iter()
+            .find(|r| r.kind == RoomKind::Staff)
+            .unwrap();
         assert_eq!(staff.members.len(), 2);
     }
 
@@ -327,10 +409,18 @@ id = "trio-1"
 heads = ["a", "b"]
 "#;
         let err = Roster::parse(text).unwrap_err();
-        let lines: Vec<_> = err.problems.iter().map(|p| (p.line, p.field.as_str())).collect();
+        let lines: Vec<_> = err
+            .problems
+            .iter()
+            .map(|p| (p.line, p.field.as_str()))
+            .collect();
         assert_eq!(
             lines,
-            vec![(12, "people[0].time_zone"), (18, "people[1].region"), (24, "trios[0].heads")],
+            vec![
+                (12, "people[0].time_zone"),
+                (18, "people[1].region"),
+                (24, "trios[0].heads")
+            ],
             "{err}"
         );
     }

@@ -36,9 +36,11 @@ pub struct TestServer {
 
 /// Test defaults: the demo programme, generous send limits, no clock leeway.
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = dir.to_path_buf();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
     config.jwt.secret = Some(SECRET.into());
     config.jwt.leeway = Duration::ZERO;
     config.send_rate_per_second = 1000;
@@ -74,7 +76,13 @@ impl TestServer {
         let done = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
-        Self { addr, config, stop: Some(stop), done: Some(done), _dir: dir }
+        Self {
+            addr,
+            config,
+            stop: Some(stop),
+            done: Some(done),
+            _dir: dir,
+        }
     }
 
     /// Stops the server and starts it again on the same data (on a new port).
@@ -90,7 +98,10 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(done) = self.done.take() {
-            tokio::time::timeout(Duration::from_secs(10), done).await.unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(10), done)
+                .await
+                .unwrap()
+                .unwrap();
         }
     }
 
@@ -149,26 +160,36 @@ pub struct Raw {
 /// How a raw read ended.
 #[derive(Debug)]
 pub enum Next {
-    Frame(ServerFrame),
+    Frame(Box<ServerFrame>),
     Closed(Option<u16>),
 }
 
 impl Raw {
     pub async fn connect(url: &str, origin: Option<&str>) -> Result<Self, tungstenite::Error> {
         let mut request = url.into_client_request()?;
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(PROTOCOL_VERSION));
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(PROTOCOL_VERSION),
+        );
         if let Some(origin) = origin {
-            request.headers_mut().insert("Origin", HeaderValue::from_str(origin).unwrap());
+            request
+                .headers_mut()
+                .insert("Origin", HeaderValue::from_str(origin).unwrap());
         }
         let (ws, response) = tokio_tungstenite::connect_async(request).await?;
         assert_eq!(
-            response.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().unwrap()),
+            response
+                .headers()
+                .get("Sec-WebSocket-Protocol")
+                .map(|v| v.to_str().unwrap()),
             Some(PROTOCOL_VERSION),
             "the server echoes the subprotocol"
         );
-        Ok(Self { ws, next_id: 1, pending: Default::default() })
+        Ok(Self {
+            ws,
+            next_id: 1,
+            pending: Default::default(),
+        })
     }
 
     pub async fn send_text(&mut self, text: &str) {
@@ -192,9 +213,9 @@ impl Raw {
                 .expect("no frame from the server within 10 s");
             match message {
                 Some(Ok(Message::Text(text))) => {
-                    return Next::Frame(serde_json::from_str(&text).unwrap_or_else(|e| {
-                        panic!("server sent a frame the protocol cannot parse: {e}: {text}")
-                    }));
+                    return Next::Frame(Box::new(serde_json::from_str(&text).unwrap_or_else(
+                        |e| panic!("server sent a frame the protocol cannot parse: {e}: {text}"),
+                    )));
                 }
                 Some(Ok(Message::Close(frame))) => {
                     return Next::Closed(frame.map(|f: CloseFrame| u16::from(f.code)));
@@ -210,7 +231,7 @@ impl Raw {
             return frame;
         }
         match self.next().await {
-            Next::Frame(frame) => frame,
+            Next::Frame(frame) => *frame,
             Next::Closed(code) => panic!("connection closed ({code:?}) while a frame was expected"),
         }
     }
@@ -223,7 +244,7 @@ impl Raw {
         }
         loop {
             let frame = match self.next().await {
-                Next::Frame(frame) => frame,
+                Next::Frame(frame) => *frame,
                 Next::Closed(code) => panic!("connection closed ({code:?}) before the answer"),
             };
             if frame.re == Some(id) {
@@ -249,8 +270,18 @@ impl Raw {
         }
     }
 
-    pub async fn hello(&mut self, token: &str, resume: Vec<triad_protocol::ResumePoint>) -> Welcome {
-        match self.call(Request::Hello { token: token.into(), resume }).await {
+    pub async fn hello(
+        &mut self,
+        token: &str,
+        resume: Vec<triad_protocol::ResumePoint>,
+    ) -> Welcome {
+        match self
+            .call(Request::Hello {
+                token: token.into(),
+                resume,
+            })
+            .await
+        {
             ServerMessage::Welcome(welcome) => welcome,
             other => panic!("expected welcome, got {other:?}"),
         }
@@ -259,7 +290,12 @@ impl Raw {
     /// Reads the `live` frame of every joined room of the welcome (and the events before
     /// them); returns those events.
     pub async fn skip_live(&mut self, welcome: &Welcome) -> Vec<triad_protocol::RoomEvent> {
-        let mut waiting: Vec<_> = welcome.rooms.iter().filter(|r| r.joined).map(|r| r.id.clone()).collect();
+        let mut waiting: Vec<_> = welcome
+            .rooms
+            .iter()
+            .filter(|r| r.joined)
+            .map(|r| r.id.clone())
+            .collect();
         let mut events = Vec::new();
         while !waiting.is_empty() {
             match self.frame().await.message {
@@ -281,8 +317,12 @@ impl Raw {
     }
 
     pub async fn send(&mut self, room_id: &str, id: &str, body: &str) -> ServerMessage {
-        self.call(Request::Send { room: room(room_id), client_msg_id: msg_id(id), body: body.into() })
-            .await
+        self.call(Request::Send {
+            room: room(room_id),
+            client_msg_id: msg_id(id),
+            body: body.into(),
+        })
+        .await
     }
 }
 
