@@ -12,7 +12,7 @@ pub mod presence;
 pub mod rate;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use triad_protocol::{PersonId, RoomEvent, RoomId, ServerFrame, ServerMessage};
@@ -21,7 +21,7 @@ pub use outbox::{EventFrame, Outbox, Outgoing, SessionControl, SessionKey};
 pub use presence::PresenceBook;
 pub use rate::TokenBucket;
 
-use crate::store::EventSink;
+use crate::store::{EventSink, Store};
 
 /// The local sessions of one room.
 #[derive(Default)]
@@ -34,6 +34,8 @@ pub struct Hub {
     rooms: RwLock<HashMap<RoomId, Arc<RoomChannel>>>,
     /// Who is connected, and how.
     pub presence: PresenceBook,
+    /// Told when a room gains its first or loses its last local session.
+    watcher: OnceLock<Arc<dyn Store>>,
 }
 
 impl Hub {
@@ -42,6 +44,14 @@ impl Hub {
         Self {
             rooms: RwLock::default(),
             presence: PresenceBook::new(send_rate, send_burst),
+            watcher: OnceLock::new(),
+        }
+    }
+
+    /// Sets the store to tell which rooms have local sessions (once, after both exist).
+    pub fn watch_with(&self, store: Arc<dyn Store>) {
+        if self.watcher.set(store).is_err() {
+            tracing::warn!("the hub's room watcher was already set");
         }
     }
 
@@ -68,6 +78,11 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner());
         if !subscribers.iter().any(|s| s.key() == outbox.key()) {
             subscribers.push(outbox.clone());
+            if subscribers.len() == 1
+                && let Some(store) = self.watcher.get()
+            {
+                store.watch_room(room, true);
+            }
         }
     }
 
@@ -78,7 +93,14 @@ impl Hub {
                 .subscribers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
+            let before = subscribers.len();
             subscribers.retain(|s| s.key() != session);
+            if before > 0
+                && subscribers.is_empty()
+                && let Some(store) = self.watcher.get()
+            {
+                store.watch_room(room, false);
+            }
         }
     }
 

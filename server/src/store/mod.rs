@@ -4,8 +4,11 @@
 //! The store owns sequence numbers: `append` assigns a room's next `seq` and persists the
 //! event atomically with a de-duplication record for its `client_msg_id`, so a retried send
 //! returns the original event and stores nothing. After an event is durable, the store hands
-//! it to its [`EventSink`] (the hub, or the bus across nodes) in sequence order per room,
-//! and only then answers the caller, so an ack never overtakes the event it acknowledges.
+//! it to its [`EventSink`] (the hub) in sequence order per room. The embedded store does so
+//! before answering the caller, so an ack never overtakes its event on one node. A shared
+//! store (Redis) delivers the events of the rooms this node watches ([`Store::watch_room`])
+//! from its feed, whichever node appended them, possibly after the caller's answer; it never
+//! skips one (a gap is filled from history) and never delivers one twice.
 
 pub mod embedded;
 
@@ -167,6 +170,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the backend can serve requests now (for `/readyz`).
     async fn ready(&self) -> bool;
+
+    /// This node starts (`true`) or stops having local sessions in `room`. A shared backend
+    /// delivers a room's events to the sink only while it is watched; an embedded one
+    /// delivers everything anyway. Must not block: the hub calls it under a room's lock so
+    /// calls for one room arrive in order.
+    fn watch_room(&self, _room: &RoomId, _watching: bool) {}
 }
 
 /// A shared store handle.
