@@ -5,13 +5,15 @@
 //! - [`auth`]: JWT verification and minting, principals, per-room access.
 //! - [`programme`]: regions, people, trios and rooms: roster import and the demo programme.
 //! - [`store`]: history and state behind one trait; the embedded backend.
-//! - [`hub`]: rooms, local fan-out, presence, typing, rate buckets.
+//! - [`hub`]: rooms, local fan-out, presence (across nodes too), typing, rate buckets.
+//! - [`bus`]: delivery of ephemeral frames and presence between nodes.
 //! - [`gateway`]: websocket sessions: hello, requests, the outbox writer.
 //! - [`http`]: the router (websocket upgrade, health checks, the web page) and the accept loop.
 //! - [`server`]: wiring it all together and running until shutdown.
 //! - [`cli`]: the `triad-server` command line (serve, demo, token, import, config).
 
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod gateway;

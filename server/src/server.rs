@@ -48,7 +48,7 @@ impl Server {
             .map_err(|e| ServerError::DataDir(config.data_dir.display().to_string(), e))?;
         let hub = Arc::new(Hub::new(config.send_rate_per_second, config.send_burst));
         let store: SharedStore = Arc::new(EmbeddedStore::open(&config.store_path(), hub.clone())?);
-        hub.watch_with(store.clone());
+        hub.watch_with(&store);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| ServerError::Bind(config.listen, e))?;

@@ -15,7 +15,7 @@ use triad_protocol::{
 };
 
 use super::Gateway;
-use super::session::{announce, deadline_of, is_capacity_error};
+use super::session::{deadline_of, is_capacity_error};
 use crate::auth::{Access, AuthError};
 use crate::hub::{Outbox, Outgoing, SessionControl, SessionKey, TokenBucket, encode};
 use crate::store::{Page, RoomRecord, StoreError};
@@ -140,9 +140,8 @@ impl Session {
                 hub.unsubscribe(room, self.key);
             }
         }
-        if let Some(change) = hub.presence.disconnect(&self.person, self.key) {
-            announce(&self.gateway, &change);
-        }
+        let change = hub.presence.disconnect(&self.person, self.key);
+        hub.presence_changed(&self.person, change.is_some());
     }
 
     fn reply(&self, re: Option<u64>, reply: Reply) {
@@ -377,13 +376,6 @@ impl Session {
                 after: info.last_seq,
                 live: false,
             });
-            let status = gateway.hub.presence.status(&self.person);
-            let frame = ServerFrame::push(ServerMessage::Presence {
-                room: room.clone(),
-                person: self.person.clone(),
-                status,
-            });
-            gateway.hub.broadcast(room, &frame, Some(&self.person));
         }
         Ok(ServerMessage::Joined { room: info })
     }
@@ -430,10 +422,10 @@ impl Session {
             .filter(|(_, (_, a))| a.is_in())
             .map(|(r, _)| r.clone())
             .collect();
-        self.gateway
-            .hub
-            .presence
-            .set_rooms(&self.person, self.key, inside);
+        let hub = &self.gateway.hub;
+        hub.presence.set_rooms(&self.person, self.key, inside);
+        // Tells the other nodes, and announces the person in a room newly entered.
+        hub.presence_changed(&self.person, true);
     }
 
     fn typing(&self, room: &RoomId, active: bool) -> Reply {
@@ -457,12 +449,10 @@ impl Session {
             seq: marker,
             unread: state.last_seq.saturating_sub(marker),
         };
-        let text = encode(&ServerFrame::push(message.clone()));
-        for outbox in self.gateway.hub.presence.sessions_of(&self.person) {
-            if outbox.key() != self.key {
-                outbox.push(Outgoing::Frame(text.clone()));
-            }
-        }
+        let frame = ServerFrame::push(message.clone());
+        self.gateway
+            .hub
+            .to_person(&self.person, &frame, Some(self.key));
         Ok(message)
     }
 
@@ -473,14 +463,9 @@ impl Session {
                 "close the connection to go offline",
             ));
         }
-        if let Some(change) = self
-            .gateway
-            .hub
-            .presence
-            .set_status(&self.person, self.key, status)
-        {
-            announce(&self.gateway, &change);
-        }
+        let hub = &self.gateway.hub;
+        let change = hub.presence.set_status(&self.person, self.key, status);
+        hub.presence_changed(&self.person, change.is_some());
         Ok(ServerMessage::Ok)
     }
 }
@@ -502,7 +487,7 @@ pub async fn room_info(
             person: p.id.clone(),
             name: p.name.clone(),
             role: p.role,
-            status: gateway.hub.presence.status(&p.id),
+            status: gateway.hub.status(&p.id),
         })
         .collect();
     Ok(RoomInfo {

@@ -246,9 +246,7 @@ async fn start(
         gateway.hub.subscribe(room, &outbox);
     }
     let (send_bucket, change) = gateway.hub.presence.connect(&outbox, inside.clone());
-    if let Some(change) = change {
-        announce(gateway, &change);
-    }
+    gateway.hub.presence_changed(&person_id, change.is_some());
 
     let mut infos = Vec::with_capacity(order.len());
     let mut tracks = Vec::new();
@@ -326,16 +324,4 @@ async fn start(
 pub fn deadline_of(expires_at_ms: i64) -> Instant {
     let left = u64::try_from(expires_at_ms.saturating_sub(now_ms())).unwrap_or(0);
     Instant::now() + Duration::from_millis(left)
-}
-
-/// Tells the rooms of a presence change.
-pub fn announce(gateway: &Gateway, change: &crate::hub::presence::PresenceChange) {
-    for room in &change.rooms {
-        let frame = ServerFrame::push(ServerMessage::Presence {
-            room: room.clone(),
-            person: change.person.clone(),
-            status: change.status,
-        });
-        gateway.hub.broadcast(room, &frame, None);
-    }
 }

@@ -7,21 +7,26 @@
 //! for fan-out; the presence book's lock is taken only when sessions come, go, or change
 //! status, never per message.
 
+pub mod cluster;
 pub mod outbox;
 pub mod presence;
 pub mod rate;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use triad_protocol::{PersonId, RoomEvent, RoomId, ServerFrame, ServerMessage};
+use triad_protocol::{PersonId, PresenceStatus, RoomEvent, RoomId, ServerFrame, ServerMessage};
 
 pub use outbox::{EventFrame, Outbox, Outgoing, SessionControl, SessionKey};
 pub use presence::PresenceBook;
 pub use rate::TokenBucket;
 
+use crate::bus::{BusMessage, NodeId, PresenceEntry, SharedLink};
 use crate::store::{EventSink, Store};
+use cluster::{Announcement, ClusterView};
 
 /// The local sessions of one room.
 #[derive(Default)]
@@ -34,8 +39,15 @@ pub struct Hub {
     rooms: RwLock<HashMap<RoomId, Arc<RoomChannel>>>,
     /// Who is connected, and how.
     pub presence: PresenceBook,
-    /// Told when a room gains its first or loses its last local session.
-    watcher: OnceLock<Arc<dyn Store>>,
+    /// Told when a room gains its first or loses its last local session. Weak: the store
+    /// holds the hub as its sink.
+    watcher: OnceLock<Weak<dyn Store>>,
+    /// This node's id on the bus.
+    node: NodeId,
+    /// The other nodes, when there are any.
+    link: OnceLock<SharedLink>,
+    /// Presence on other nodes, and what was announced here.
+    cluster: Mutex<ClusterView>,
 }
 
 impl Hub {
@@ -45,12 +57,33 @@ impl Hub {
             rooms: RwLock::default(),
             presence: PresenceBook::new(send_rate, send_burst),
             watcher: OnceLock::new(),
+            node: format!("{:016x}", rand::random::<u64>()),
+            link: OnceLock::new(),
+            cluster: Mutex::default(),
+        }
+    }
+
+    /// This node's id on the bus.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Connects the hub to other nodes (once).
+    pub fn link_with(&self, link: SharedLink) {
+        if self.link.set(link).is_err() {
+            tracing::warn!("the hub's link was already set");
+        }
+    }
+
+    fn publish(&self, message: BusMessage) {
+        if let Some(link) = self.link.get() {
+            link.publish(message);
         }
     }
 
     /// Sets the store to tell which rooms have local sessions (once, after both exist).
-    pub fn watch_with(&self, store: Arc<dyn Store>) {
-        if self.watcher.set(store).is_err() {
+    pub fn watch_with(&self, store: &Arc<dyn Store>) {
+        if self.watcher.set(Arc::downgrade(store)).is_err() {
             tracing::warn!("the hub's room watcher was already set");
         }
     }
@@ -79,7 +112,7 @@ impl Hub {
         if !subscribers.iter().any(|s| s.key() == outbox.key()) {
             subscribers.push(outbox.clone());
             if subscribers.len() == 1
-                && let Some(store) = self.watcher.get()
+                && let Some(store) = self.watcher.get().and_then(Weak::upgrade)
             {
                 store.watch_room(room, true);
             }
@@ -97,7 +130,7 @@ impl Hub {
             subscribers.retain(|s| s.key() != session);
             if before > 0
                 && subscribers.is_empty()
-                && let Some(store) = self.watcher.get()
+                && let Some(store) = self.watcher.get().and_then(Weak::upgrade)
             {
                 store.watch_room(room, false);
             }
@@ -116,19 +149,158 @@ impl Hub {
             .unwrap_or(0)
     }
 
-    /// Sends an ephemeral frame (typing, presence) to every session in a room, except the
-    /// sessions of `except`.
+    /// Sends an ephemeral frame (typing, a moderator entering) to every session in a room,
+    /// on every node, except the sessions of `except`.
     pub fn broadcast(&self, room: &RoomId, frame: &ServerFrame, except: Option<&PersonId>) {
+        let text = encode(frame);
+        self.deliver_room(room, &text, except);
+        self.publish(BusMessage::Room {
+            origin: self.node.clone(),
+            room: room.clone(),
+            except: except.cloned(),
+            frame: text.to_string(),
+        });
+    }
+
+    fn deliver_room(&self, room: &RoomId, text: &Utf8Bytes, except: Option<&PersonId>) {
         let Some(channel) = self.channel(room) else {
             return;
         };
-        let text = encode(frame);
         let subscribers = channel
             .subscribers
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         for outbox in subscribers.iter().filter(|s| Some(s.person()) != except) {
             outbox.push(Outgoing::Frame(text.clone()));
+        }
+    }
+
+    /// Sends a frame to every session of a person, on every node, except one local session.
+    pub fn to_person(&self, person: &PersonId, frame: &ServerFrame, except: Option<SessionKey>) {
+        let text = encode(frame);
+        self.deliver_person(person, &text, except);
+        self.publish(BusMessage::Person {
+            origin: self.node.clone(),
+            person: person.clone(),
+            frame: text.to_string(),
+        });
+    }
+
+    fn deliver_person(&self, person: &PersonId, text: &Utf8Bytes, except: Option<SessionKey>) {
+        for outbox in self.presence.sessions_of(person) {
+            if Some(outbox.key()) != except {
+                outbox.push(Outgoing::Frame(text.clone()));
+            }
+        }
+    }
+
+    /// A person's status across the cluster.
+    pub fn status(&self, person: &PersonId) -> PresenceStatus {
+        let local = self.presence.status(person);
+        let cluster = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
+        cluster::combine(local, cluster.remote_status(person))
+    }
+
+    /// A person's presence on this node may have changed (a session came, went, or
+    /// changed status): tell the other nodes if `local_changed`, and announce to the local
+    /// sessions if the combined status changed.
+    pub fn presence_changed(&self, person: &PersonId, local_changed: bool) {
+        let (status, rooms) = self.presence.local(person);
+        if local_changed {
+            let entry = PresenceEntry {
+                person: person.clone(),
+                status,
+                rooms: rooms.clone(),
+            };
+            self.publish(BusMessage::Presence {
+                origin: self.node.clone(),
+                entry,
+            });
+        }
+        self.reconcile(person, status, &rooms);
+    }
+
+    fn reconcile(&self, person: &PersonId, local: PresenceStatus, rooms: &[RoomId]) {
+        let mut cluster = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
+        let announcements = cluster.reconcile(person, local, rooms);
+        // Announced under the lock, so frames leave in the order the states were decided.
+        self.announce(announcements);
+    }
+
+    fn announce(&self, announcements: Vec<Announcement>) {
+        for (room, person, status) in announcements {
+            let frame = ServerFrame::push(ServerMessage::Presence {
+                room: room.clone(),
+                person,
+                status,
+            });
+            self.deliver_room(&room, &encode(&frame), None);
+        }
+    }
+
+    fn reconcile_all(&self, people: Vec<PersonId>) {
+        for person in people {
+            let (status, rooms) = self.presence.local(&person);
+            self.reconcile(&person, status, &rooms);
+        }
+    }
+
+    fn view(&self) -> std::sync::MutexGuard<'_, ClusterView> {
+        self.cluster.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Handles a message from another node.
+    pub fn receive(&self, message: BusMessage) {
+        if message.origin() == self.node {
+            return;
+        }
+        let now = Instant::now();
+        match message {
+            BusMessage::Room {
+                room,
+                except,
+                frame,
+                ..
+            } => {
+                self.deliver_room(&room, &Utf8Bytes::from(frame), except.as_ref());
+            }
+            BusMessage::Person { person, frame, .. } => {
+                self.deliver_person(&person, &Utf8Bytes::from(frame), None);
+            }
+            BusMessage::Presence { origin, entry } => {
+                let person = entry.person.clone();
+                self.view().set_remote(&origin, entry, now);
+                self.reconcile_all(vec![person]);
+            }
+            BusMessage::Heartbeat { origin, people } => {
+                let touched = self.view().replace_node(&origin, people, now);
+                self.reconcile_all(touched);
+            }
+            BusMessage::Gone { origin } => {
+                let touched = self.view().forget_node(&origin);
+                self.reconcile_all(touched);
+            }
+        }
+    }
+
+    /// This node's heartbeat: everyone connected here.
+    pub fn heartbeat(&self) -> BusMessage {
+        BusMessage::Heartbeat {
+            origin: self.node.clone(),
+            people: self.presence.snapshot(),
+        }
+    }
+
+    /// Forgets nodes silent for longer than `max_age`, announcing who went offline.
+    pub fn expire_nodes(&self, max_age: Duration) {
+        let touched = self.view().expire(Instant::now(), max_age);
+        self.reconcile_all(touched);
+    }
+
+    /// The message telling other nodes this one is leaving.
+    pub fn gone(&self) -> BusMessage {
+        BusMessage::Gone {
+            origin: self.node.clone(),
         }
     }
 }

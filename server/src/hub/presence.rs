@@ -165,6 +165,32 @@ impl PresenceBook {
         })
     }
 
+    /// A person's status and rooms on this node.
+    pub fn local(&self, person: &PersonId) -> (PresenceStatus, Vec<RoomId>) {
+        self.with(|people| {
+            people
+                .get(person)
+                .map_or((PresenceStatus::Offline, Vec::new()), |e| {
+                    (e.status(), e.rooms())
+                })
+        })
+    }
+
+    /// Everyone connected to this node, for heartbeats.
+    pub fn snapshot(&self) -> Vec<crate::bus::PresenceEntry> {
+        self.with(|people| {
+            people
+                .iter()
+                .filter(|(_, e)| !e.sessions.is_empty())
+                .map(|(person, e)| crate::bus::PresenceEntry {
+                    person: person.clone(),
+                    status: e.status(),
+                    rooms: e.rooms(),
+                })
+                .collect()
+        })
+    }
+
     /// The outboxes of a person's sessions.
     pub fn sessions_of(&self, person: &PersonId) -> Vec<Outbox> {
         self.with(|people| {

@@ -1,0 +1,78 @@
+//! The messages nodes exchange over the bus.
+
+use serde::{Deserialize, Serialize};
+use triad_protocol::{PersonId, PresenceStatus, RoomId};
+
+/// A node's id, random per process start.
+pub type NodeId = String;
+
+/// One person's presence on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    /// Who.
+    pub person: PersonId,
+    /// Their status on that node (`offline` when their last session there ended).
+    pub status: PresenceStatus,
+    /// The rooms their sessions on that node are in.
+    pub rooms: Vec<RoomId>,
+}
+
+/// A message between nodes. Every message names the node it comes from; a node ignores
+/// its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BusMessage {
+    /// A frame for every session in a room (except the sessions of `except`).
+    Room {
+        /// The sending node.
+        origin: NodeId,
+        /// The room.
+        room: RoomId,
+        /// A person whose sessions do not get it (the typist, say).
+        except: Option<PersonId>,
+        /// The serialized server frame.
+        frame: String,
+    },
+    /// A frame for every session of a person.
+    Person {
+        /// The sending node.
+        origin: NodeId,
+        /// The person.
+        person: PersonId,
+        /// The serialized server frame.
+        frame: String,
+    },
+    /// A person's presence on the sending node changed.
+    Presence {
+        /// The sending node.
+        origin: NodeId,
+        /// The new entry.
+        entry: PresenceEntry,
+    },
+    /// The sending node is alive; this is everyone connected to it. Replaces what the
+    /// receivers knew of that node.
+    Heartbeat {
+        /// The sending node.
+        origin: NodeId,
+        /// Everyone with a session on it.
+        people: Vec<PresenceEntry>,
+    },
+    /// The sending node is shutting down: forget its presence.
+    Gone {
+        /// The sending node.
+        origin: NodeId,
+    },
+}
+
+impl BusMessage {
+    /// The node that sent it.
+    pub fn origin(&self) -> &str {
+        match self {
+            Self::Room { origin, .. }
+            | Self::Person { origin, .. }
+            | Self::Presence { origin, .. }
+            | Self::Heartbeat { origin, .. }
+            | Self::Gone { origin } => origin,
+        }
+    }
+}
