@@ -15,7 +15,8 @@ use crate::config::{Config, ConfigOverrides, LogFormat};
 use crate::programme::{DEMO_ROSTER, Roster};
 use crate::server::Server;
 use crate::store::embedded::EmbeddedStore;
-use crate::store::{NoSink, Store};
+use crate::store::redis::RedisStore;
+use crate::store::{NoSink, SharedStore};
 
 #[derive(Parser)]
 #[command(
@@ -168,15 +169,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_offline(config: &Config) -> anyhow::Result<EmbeddedStore> {
+/// Opens the configured store without serving (for `import` and the demo's seeding).
+async fn open_offline(config: &Config) -> anyhow::Result<SharedStore> {
+    if config.store != "embedded" {
+        let store = RedisStore::open(&config.store, Arc::new(NoSink))
+            .await
+            .with_context(|| format!("opening {}", config.store))?;
+        return Ok(Arc::new(store));
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    EmbeddedStore::open(&config.store_path(), Arc::new(NoSink)).with_context(|| {
-        format!(
-            "opening {} (is a server running on it?)",
-            config.store_path().display()
-        )
-    })
+    let store = EmbeddedStore::open(&config.store_path(), Arc::new(NoSink)).with_context(|| {
+        format!("opening {} (is a server running on it?)", config.store_path().display())
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// Where the configured store is, for messages.
+fn store_name(config: &Config) -> String {
+    if config.store == "embedded" {
+        config.store_path().display().to_string()
+    } else {
+        config.store.clone()
+    }
 }
 
 async fn import(config: &Config, path: &Path) -> anyhow::Result<()> {
@@ -186,7 +201,7 @@ async fn import(config: &Config, path: &Path) -> anyhow::Result<()> {
         Ok(roster) => roster,
         Err(err) => bail!("{}: {err}", path.display()),
     };
-    let store = open_offline(config)?;
+    let store = open_offline(config).await?;
     store.apply_programme(&roster.programme).await?;
     let trios = roster
         .programme
@@ -197,7 +212,7 @@ async fn import(config: &Config, path: &Path) -> anyhow::Result<()> {
     println!(
         "imported {} people and {trios} trios into {}",
         roster.programme.people.len(),
-        config.store_path().display()
+        store_name(config)
     );
     Ok(())
 }
@@ -225,7 +240,7 @@ async fn demo(mut config: Config) -> anyhow::Result<()> {
         ensure_secret(&config.data_dir.join("jwt-secret"))?;
     }
     let programme = {
-        let store = open_offline(&config)?;
+        let store = open_offline(&config).await?;
         let mut programme = store.programme().await?;
         if programme.people.is_empty() {
             let roster = Roster::parse(DEMO_ROSTER).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -44,6 +44,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Folder for the embedded store (`triad.redb`) and generated secrets.
     pub data_dir: PathBuf,
+    /// Where history and state live: `embedded` (a file in `data_dir`) or a Redis URL
+    /// (`redis://host:port/db`), which several nodes share.
+    pub store: String,
+    /// How often a node states its presence to the others (Redis only).
+    pub heartbeat: Duration,
     /// The URL people use to reach this server (for links), e.g. `http://127.0.0.1:8080`.
     pub public_url: Option<String>,
     /// Token verification settings.
@@ -94,6 +99,8 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("triad-data"),
+            store: "embedded".into(),
+            heartbeat: Duration::from_secs(5),
             public_url: None,
             jwt: JwtConfig {
                 algorithm: JwtAlgorithm::Hs256,
@@ -150,6 +157,8 @@ impl Config {
         let secs = Duration::from_secs;
         set(&mut self.listen, o.listen);
         set(&mut self.data_dir, o.data_dir);
+        set(&mut self.store, o.store);
+        set(&mut self.heartbeat, o.heartbeat_ms.map(Duration::from_millis));
         set_opt(&mut self.public_url, o.public_url);
         set(&mut self.jwt.algorithm, o.jwt_algorithm);
         set_opt(&mut self.jwt.secret, o.jwt_secret);
@@ -207,6 +216,13 @@ pub struct ConfigOverrides {
     /// Folder for the embedded store and generated secrets [default: triad-data].
     #[arg(long, env = "TRIAD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where history lives: `embedded` or a Redis URL such as redis://127.0.0.1:6379
+    /// [default: embedded].
+    #[arg(long, env = "TRIAD_STORE")]
+    pub store: Option<String>,
+    /// Milliseconds between presence heartbeats to other nodes [default: 5000].
+    #[arg(long, env = "TRIAD_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
     /// The URL people use to reach this server, for links.
     #[arg(long, env = "TRIAD_PUBLIC_URL")]
     pub public_url: Option<String>,

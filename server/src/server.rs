@@ -8,12 +8,16 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::auth::{AuthError, TokenVerifier};
+use crate::bus::redis::{BusError, BusTiming, RedisLink};
 use crate::config::Config;
 use crate::gateway::{Gateway, SessionSettings};
 use crate::http;
 use crate::hub::Hub;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::RedisStore;
 use crate::store::{SharedStore, StoreError};
 
 /// Why the server could not start.
@@ -31,6 +35,12 @@ pub enum ServerError {
     /// The token key could not be loaded.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The bus between nodes could not start.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The `store` setting is neither `embedded` nor a Redis URL.
+    #[error("unknown store {0:?}: use \"embedded\" or a redis:// URL")]
+    UnknownStore(String),
 }
 
 /// A bound, ready-to-run server.
@@ -38,6 +48,8 @@ pub struct Server {
     listener: TcpListener,
     config: Config,
     gateway: Arc<Gateway>,
+    /// Stops the bus to other nodes, after the sessions have closed.
+    bus_stop: CancellationToken,
 }
 
 impl Server {
@@ -47,7 +59,17 @@ impl Server {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| ServerError::DataDir(config.data_dir.display().to_string(), e))?;
         let hub = Arc::new(Hub::new(config.send_rate_per_second, config.send_burst));
-        let store: SharedStore = Arc::new(EmbeddedStore::open(&config.store_path(), hub.clone())?);
+        let bus_stop = CancellationToken::new();
+        let store: SharedStore = match config.store.as_str() {
+            "embedded" => Arc::new(EmbeddedStore::open(&config.store_path(), hub.clone())?),
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                let store = RedisStore::open(url, hub.clone()).await?;
+                let timing = BusTiming { heartbeat: config.heartbeat, expiry: config.heartbeat * 3 };
+                RedisLink::start(url, &hub, timing, bus_stop.clone()).await?;
+                Arc::new(store)
+            }
+            other => return Err(ServerError::UnknownStore(other.to_string())),
+        };
         hub.watch_with(&store);
         let listener = TcpListener::bind(config.listen)
             .await
@@ -60,11 +82,7 @@ impl Server {
             request_burst: config.request_burst,
         };
         let gateway = Arc::new(Gateway::new(store, hub, verifier, settings));
-        Ok(Self {
-            listener,
-            config,
-            gateway,
-        })
+        Ok(Self { listener, config, gateway, bus_stop })
     }
 
     /// The address the server listens on (useful with port 0).
@@ -76,11 +94,7 @@ impl Server {
     /// reconnect elsewhere (close 1001), and the server waits for them up to the configured
     /// shutdown timeout.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Self {
-            listener,
-            config,
-            gateway,
-        } = self;
+        let Self { listener, config, gateway, bus_stop } = self;
         let router = http::router(gateway.clone());
         let stop = gateway.shutdown.clone();
         let signal = async move {
@@ -103,5 +117,6 @@ impl Server {
         {
             tracing::warn!("sessions still open at the end of the shutdown timeout");
         }
+        bus_stop.cancel();
     }
 }

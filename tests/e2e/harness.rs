@@ -17,7 +17,7 @@ pub const SECRET: &str = "e2e-secret-0123456789abcdef0123456789";
 /// The server program built for these tests.
 pub fn program() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_triad-node"));
-    command.env("RUST_LOG", "warn").kill_on_drop(true);
+    command.env("RUST_LOG", std::env::var("TRIAD_TEST_LOG").unwrap_or_else(|_| "warn".into())).kill_on_drop(true);
     command
 }
 
@@ -60,6 +60,29 @@ impl Node {
                 "1000",
             ]);
         Self::spawn(command).await
+    }
+
+    /// Starts a server on a shared Redis store (the programme imported once by the caller).
+    pub async fn start_on(redis_url: &str, data: &Path) -> Self {
+        let mut command = program();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--store", redis_url, "--data-dir"])
+            .arg(data)
+            .args(["--jwt-secret", SECRET, "--send-rate-per-second", "1000", "--send-burst", "1000"])
+            .args(["--heartbeat-ms", "300"]);
+        Self::spawn(command).await
+    }
+
+    /// Imports the demo programme into a Redis store.
+    pub async fn import_into(redis_url: &str) {
+        let status = program()
+            .args(["import", demo_roster().to_str().unwrap(), "--store", redis_url])
+            .args(["--jwt-secret", SECRET])
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "import into Redis failed");
     }
 
     /// Spawns a server command and waits for its "listening on" line.
@@ -121,7 +144,12 @@ pub fn token(person: &str) -> String {
 
 /// A client signed in as `person`.
 pub async fn connect(node: &Node, person: &str) -> (Client, Events) {
-    let mut config = ClientConfig::new(node.url(), token(person));
+    connect_to(&node.url(), person).await
+}
+
+/// A client signed in as `person` at a websocket URL.
+pub async fn connect_to(url: &str, person: &str) -> (Client, Events) {
+    let mut config = ClientConfig::new(url, token(person));
     config.backoff_max = Duration::from_millis(500);
     Client::connect(config).await.unwrap()
 }

@@ -1,21 +1,41 @@
 //! The conformance suite for [`Store`]: what every backend must do, written once as async
-//! functions in [`suite`] and run here against [`EmbeddedStore`]. Another backend runs the
-//! same functions with its own way of making a fresh store.
+//! functions in [`suite`] and run here against [`EmbeddedStore`] and [`RedisStore`]: each
+//! backend makes a fresh store its own way.
 //!
 //! Most checks take a `&dyn Store`; those that append from many tasks at once take a
 //! [`SharedStore`] so the tasks can be spawned, and those about the sink take the
-//! [`Recorder`] the store was opened with.
+//! [`Recorder`] the store was opened with. A shared store may hand events to its sink after
+//! answering the append, so the checks wait for the sink ([`Recorder::wait_for`]) before
+//! comparing what it got; the Redis runs watch the rooms first.
+//!
+//! [`EmbeddedStore`]: super::embedded::EmbeddedStore
+//! [`RedisStore`]: super::redis::RedisStore
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use tokio::sync::watch;
 use triad_protocol::{ClientMsgId, PersonId, PersonInfo, Role, RoomEvent, RoomId, RoomKind, Seq};
 
 use super::{EventSink, Programme, RoomRecord, SharedStore, Store, StoreError};
 
+/// How long a check waits for events to reach the sink.
+const SINK_DEADLINE: Duration = Duration::from_secs(20);
+
 /// A sink that keeps every event it is handed, in order.
-#[derive(Default)]
 pub(super) struct Recorder {
     events: Mutex<Vec<RoomEvent>>,
+    /// How many events were handed so far; wakes [`Recorder::wait_for`].
+    count: watch::Sender<usize>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self {
+            events: Mutex::default(),
+            count: watch::Sender::new(0),
+        }
+    }
 }
 
 impl EventSink for Recorder {
@@ -24,6 +44,7 @@ impl EventSink for Recorder {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(event.clone());
+        self.count.send_modify(|count| *count += 1);
     }
 }
 
@@ -43,6 +64,19 @@ impl Recorder {
             .filter(|event| &event.room == room)
             .map(|event| event.seq)
             .collect()
+    }
+
+    /// Waits until at least `count` events of `room` were published; panics after
+    /// [`SINK_DEADLINE`]. What they are is for the caller to check.
+    pub(super) async fn wait_for(&self, room: &RoomId, count: usize) {
+        let mut changes = self.count.subscribe();
+        let arrived = changes.wait_for(|_| self.seqs_in(room).len() >= count);
+        let waited = tokio::time::timeout(SINK_DEADLINE, arrived).await;
+        assert!(
+            matches!(waited, Ok(Ok(_))),
+            "{room}: the sink got {:?}, expected {count} events",
+            self.seqs_in(room)
+        );
     }
 }
 
@@ -208,6 +242,7 @@ pub(super) mod suite {
         let state = store.room_state(&room("trio-1")).await.expect("room state");
         assert_eq!(state.last_seq, 400);
         assert_eq!(state.last_ts, page.events.last().map(|event| event.ts));
+        sink.wait_for(&room("trio-1"), 400).await;
         assert_eq!(sink.seqs_in(&room("trio-1")), expected);
     }
 
@@ -241,6 +276,8 @@ pub(super) mod suite {
             done.expect("append task");
         }
 
+        sink.wait_for(&room("trio-1"), 61).await;
+        sink.wait_for(&room("trio-2"), 60).await;
         for room_id in ["trio-1", "trio-2"] {
             let stored = seqs_of_history(store.as_ref(), room_id).await;
             assert_eq!(sink.seqs_in(&room(room_id)), stored, "{room_id}");
@@ -277,6 +314,7 @@ pub(super) mod suite {
         assert_eq!(retry.event, first.event);
         assert_eq!(retry.event.seq, 1);
         assert_eq!(seqs_of_history(store, "trio-1").await, vec![1, 2]);
+        sink.wait_for(&room("trio-1"), 2).await;
         assert_eq!(sink.seqs_in(&room("trio-1")), vec![1, 2]);
         let state = store.room_state(&room("trio-1")).await.expect("room state");
         assert_eq!(state.last_seq, 2);
@@ -541,6 +579,7 @@ pub(super) mod suite {
             .expect("the room exists");
         assert_eq!(record.joined_moderators, vec![olga.clone()]);
         assert_eq!(seqs_of_history(store, "trio-1").await, vec![1, 2, 3, 4]);
+        sink.wait_for(&trio, 4).await;
         assert_eq!(sink.seqs_in(&trio), vec![1, 2, 3, 4]);
         assert!(sink.seqs_in(&room("trio-2")).is_empty());
         let page = store
@@ -849,5 +888,200 @@ mod embedded {
     async fn a_store_is_ready_until_dropped() {
         let fresh = fresh();
         assert!(fresh.store.ready().await);
+    }
+}
+
+mod redis_backend {
+    //! The suite against [`RedisStore`], each test on its own fresh `redis-server`.
+    //!
+    //! The feed delivers events only for watched rooms, so the checks about the sink watch
+    //! the rooms first and wait for the subscriptions. Afterwards, [`nothing_more`] appends
+    //! one last event per room and waits for it: the feed delivers a room's events in order,
+    //! so a late duplicate would have arrived before it.
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::{Recorder, msg, person, room, suite};
+    use crate::store::redis::RedisStore;
+    use crate::store::redis::testing::RedisProcess;
+    use crate::store::{NoSink, Seq, SharedStore, Store};
+
+    /// A store on a fresh server. The store is declared first so it closes before the
+    /// server is killed.
+    struct Fresh {
+        store: Arc<RedisStore>,
+        sink: Arc<Recorder>,
+        _redis: RedisProcess,
+    }
+
+    impl Fresh {
+        fn shared(&self) -> SharedStore {
+            self.store.clone()
+        }
+    }
+
+    async fn fresh() -> Fresh {
+        let redis = RedisProcess::start().await.expect("start redis-server");
+        let sink = Arc::new(Recorder::default());
+        let store = RedisStore::open(&redis.url, sink.clone())
+            .await
+            .expect("open the store");
+        Fresh {
+            store: Arc::new(store),
+            sink,
+            _redis: redis,
+        }
+    }
+
+    /// A fresh store whose feed follows `rooms`.
+    async fn watching(rooms: &[&str]) -> Fresh {
+        let fresh = fresh().await;
+        for id in rooms {
+            fresh.store.watch_room(&room(id), true);
+        }
+        fresh.store.watches_settled().await;
+        fresh
+    }
+
+    /// Appends one more message to each room and checks that the sink then holds exactly
+    /// the room's events 1..=that one, in order.
+    async fn nothing_more(fresh: &Fresh, rooms: &[&str]) {
+        for id in rooms {
+            let last = fresh
+                .store
+                .append_message(&room(id), &person("anna"), &msg("last"), "the last word")
+                .await
+                .expect("append the last message")
+                .event
+                .seq;
+            let count = usize::try_from(last).expect("a small seq");
+            fresh.sink.wait_for(&room(id), count).await;
+            let expected: Vec<Seq> = (1..=last).collect();
+            assert_eq!(fresh.sink.seqs_in(&room(id)), expected, "{id}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sequence_numbers_are_contiguous_under_concurrent_appends() {
+        let fresh = watching(&["trio-1"]).await;
+        suite::sequence_numbers_are_contiguous_under_concurrent_appends(
+            fresh.shared(),
+            fresh.sink.clone(),
+        )
+        .await;
+        nothing_more(&fresh, &["trio-1"]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_sink_gets_every_new_event_once_in_order() {
+        let fresh = watching(&["trio-1", "trio-2"]).await;
+        suite::the_sink_gets_every_new_event_once_in_order(fresh.shared(), fresh.sink.clone())
+            .await;
+        nothing_more(&fresh, &["trio-1", "trio-2"]).await;
+    }
+
+    #[tokio::test]
+    async fn a_retried_message_is_stored_once() {
+        let fresh = watching(&["trio-1"]).await;
+        suite::a_retried_message_is_stored_once(fresh.store.as_ref(), &fresh.sink).await;
+        nothing_more(&fresh, &["trio-1"]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_retries_are_stored_once() {
+        let fresh = fresh().await;
+        suite::concurrent_retries_are_stored_once(fresh.shared()).await;
+    }
+
+    #[tokio::test]
+    async fn the_same_client_msg_id_in_two_rooms_is_two_messages() {
+        let fresh = fresh().await;
+        suite::the_same_client_msg_id_in_two_rooms_is_two_messages(fresh.store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn history_pages_both_ways() {
+        let fresh = fresh().await;
+        suite::history_pages_both_ways(fresh.store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn an_unknown_room_is_refused() {
+        let fresh = fresh().await;
+        suite::an_unknown_room_is_refused(fresh.store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn read_markers_only_move_forward() {
+        let fresh = fresh().await;
+        suite::read_markers_only_move_forward(fresh.store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn moderators_joining_and_leaving_are_announced_once() {
+        let fresh = watching(&["trio-1", "trio-2"]).await;
+        suite::moderators_joining_and_leaving_are_announced_once(fresh.store.as_ref(), &fresh.sink)
+            .await;
+        nothing_more(&fresh, &["trio-1", "trio-2"]).await;
+    }
+
+    #[tokio::test]
+    async fn the_programme_reads_back() {
+        let fresh = fresh().await;
+        suite::the_programme_reads_back(fresh.store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn applying_the_programme_again_keeps_history_and_epoch() {
+        let fresh = fresh().await;
+        suite::applying_the_programme_again_keeps_history_and_epoch(fresh.store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening() {
+        let redis = RedisProcess::start().await.expect("start redis-server");
+        let url = redis.url.as_str();
+        suite::data_survives_reopening(move || async move {
+            let store = RedisStore::open(url, Arc::new(NoSink))
+                .await
+                .expect("open the store");
+            Arc::new(store) as SharedStore
+        })
+        .await;
+    }
+
+    /// The same, with Redis killed and restarted between the two stores: what was
+    /// acknowledged was in the append-only file.
+    #[tokio::test]
+    async fn data_survives_a_redis_restart() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let redis = tokio::sync::Mutex::new(
+            RedisProcess::start_with_aof(dir.path())
+                .await
+                .expect("start redis-server"),
+        );
+        let url = redis.lock().await.url.clone();
+        let (redis, url, opened) = (&redis, url.as_str(), &AtomicUsize::new(0));
+        suite::data_survives_reopening(move || async move {
+            if opened.fetch_add(1, Ordering::SeqCst) > 0 {
+                redis.lock().await.restart().await.expect("restart redis-server");
+            }
+            let store = RedisStore::open(url, Arc::new(NoSink))
+                .await
+                .expect("open the store");
+            Arc::new(store) as SharedStore
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn fresh_stores_give_rooms_different_epochs() {
+        let (first, second) = (fresh().await, fresh().await);
+        suite::fresh_stores_give_rooms_different_epochs(
+            first.store.as_ref(),
+            second.store.as_ref(),
+        )
+        .await;
     }
 }

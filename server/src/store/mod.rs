@@ -11,6 +11,7 @@
 //! skips one (a gap is filled from history) and never delivers one twice.
 
 pub mod embedded;
+pub mod redis;
 
 #[cfg(test)]
 mod conformance;
