@@ -157,6 +157,9 @@ async fn clients_of_a_killed_node_resume_on_the_other_with_nothing_lost_or_doubl
     let (anna, mut anna_events) = connect_to(&balancer.url(), "anna.jensen").await;
     let (rhian, mut rhian_events) = connect_to(&balancer.url(), "rhian.evans").await;
     let (marco, mut marco_events) = connect(&b, "marco.rossi").await;
+    // Giulia is on node A with no way round it; Lars, in her trio, is on node B.
+    let (_giulia, _giulia_events) = connect(&a, "giulia.bianchi").await;
+    let (_lars, mut lars_events) = connect(&b, "lars.nielsen").await;
 
     let mut acked = Vec::new();
     for i in 0..10 {
@@ -180,6 +183,13 @@ async fn clients_of_a_killed_node_resume_on_the_other_with_nothing_lost_or_doubl
     }
     let history = anna.history(&trio(), None, Some(0), Some(200)).await.unwrap();
     assert_eq!(history.events.len() as u64, last);
+
+    // Node A sends no more heartbeats: its people expire from the others' presence.
+    wait_for(&mut lars_events, |e| {
+        matches!(e, ClientEvent::Presence { room, person, status: PresenceStatus::Offline }
+            if room.as_str() == "trio-2" && person.as_str() == "giulia.bianchi")
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -1,0 +1,2 @@
+//! `triad-call`.
+fn main() {}
