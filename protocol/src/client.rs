@@ -2,11 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ClientMsgId, Epoch, RequestId, RoomId, Seq};
+use crate::call::{CallId, Signal};
+use crate::ids::{ClientMsgId, Epoch, RequestId, RoomId, Seq, SessionId};
 use crate::server::PresenceStatus;
 
 /// A frame from a client: a request and an optional id the response will carry in `re`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ClientFrame {
     /// Chosen by the client; echoed as `re` in the response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -28,6 +30,7 @@ impl ClientFrame {
 
 /// Where a client is in a room: the last sequence number it holds, in an epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ResumePoint {
     /// The room.
     pub room: RoomId,
@@ -39,6 +42,7 @@ pub struct ResumePoint {
 
 /// A client request. Tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
     /// The first frame of every connection: authenticate, and say where to resume.
@@ -108,13 +112,78 @@ pub enum Request {
     },
     /// Keep-alive; answered by `pong`.
     Ping,
+    /// Starts a call in a room, or joins the one in progress. Answered by `call_joined`.
+    CallStart {
+        /// The room.
+        room: RoomId,
+    },
+    /// Joins a call. With `resume`, a client whose connection dropped takes its place back
+    /// (keeping its position, so its peer connections go on); without, a person already in
+    /// the call through another session moves to this one as a new participant. Answered
+    /// by `call_joined`.
+    CallJoin {
+        /// The call.
+        call: CallId,
+        /// Take back this person's place in the call.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resume: bool,
+    },
+    /// Leaves a call. Answered by `ok`.
+    CallLeave {
+        /// The call.
+        call: CallId,
+    },
+    /// Ends a call for everyone (whoever started it, or a moderator). Answered by `ok`.
+    CallEnd {
+        /// The call.
+        call: CallId,
+    },
+    /// Says whether this participant's microphone and camera are on. Answered by `ok`.
+    CallMedia {
+        /// The call.
+        call: CallId,
+        /// Microphone on.
+        mic: bool,
+        /// Camera on.
+        camera: bool,
+    },
+    /// Relays an offer, answer or ICE candidate to another participant session of the
+    /// call. Answered by `ok` once handed on.
+    CallSignal {
+        /// The call.
+        call: CallId,
+        /// The participant session it is for.
+        to: SessionId,
+        /// The signal.
+        signal: Signal,
+    },
+    /// Asks for fresh ICE servers and TURN credentials. Answered by `ice_servers`.
+    IceServers {
+        /// The call they are for.
+        call: CallId,
+    },
 }
 
 impl Request {
     /// Every request type name, as on the wire.
     pub const TYPES: &'static [&'static str] = &[
-        "hello", "refresh", "send", "history", "join", "leave", "typing", "read", "presence",
+        "hello",
+        "refresh",
+        "send",
+        "history",
+        "join",
+        "leave",
+        "typing",
+        "read",
+        "presence",
         "ping",
+        "call_start",
+        "call_join",
+        "call_leave",
+        "call_end",
+        "call_media",
+        "call_signal",
+        "ice_servers",
     ];
 
     /// The request's type name.
@@ -130,6 +199,13 @@ impl Request {
             Self::Read { .. } => "read",
             Self::Presence { .. } => "presence",
             Self::Ping => "ping",
+            Self::CallStart { .. } => "call_start",
+            Self::CallJoin { .. } => "call_join",
+            Self::CallLeave { .. } => "call_leave",
+            Self::CallEnd { .. } => "call_end",
+            Self::CallMedia { .. } => "call_media",
+            Self::CallSignal { .. } => "call_signal",
+            Self::IceServers { .. } => "ice_servers",
         }
     }
 }

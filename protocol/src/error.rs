@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a request failed. Serialized as a snake_case string, e.g. `"not_a_member"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The frame is not valid JSON, or not a JSON object.
@@ -50,6 +51,17 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// An unexpected server fault.
     Internal,
+    /// The call does not exist (or has ended).
+    NoCall,
+    /// The session (or the session a signal is addressed to) is not a participant of the
+    /// call, or is reconnecting.
+    NotInCall,
+    /// The call has the most participants it may have.
+    CallFull,
+    /// The session is already in another call; leave it first.
+    AlreadyInCall,
+    /// A signal's SDP or candidate is over its size limit.
+    SignalTooLarge,
 }
 
 impl ErrorCode {
@@ -76,6 +88,11 @@ impl ErrorCode {
             Self::PageTooLarge => "page_too_large",
             Self::StoreUnavailable => "store_unavailable",
             Self::Internal => "internal",
+            Self::NoCall => "no_call",
+            Self::NotInCall => "not_in_call",
+            Self::CallFull => "call_full",
+            Self::AlreadyInCall => "already_in_call",
+            Self::SignalTooLarge => "signal_too_large",
         }
     }
 
@@ -97,6 +114,7 @@ impl fmt::Display for ErrorCode {
 /// A websocket close code the server uses, with its meaning. 1000-1011 are the standard
 /// codes; 4000-4999 are Triad's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(transparent)]
 pub struct CloseCode(pub u16);
 

@@ -7,6 +7,7 @@ use crate::ids::{ClientMsgId, PersonId, RoomId, Seq, Timestamp};
 
 /// One event in a room's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RoomEvent {
     /// The room.
     pub room: RoomId,
@@ -23,6 +24,7 @@ pub struct RoomEvent {
 
 /// What happened in a room event. Tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventBody {
     /// A chat message.

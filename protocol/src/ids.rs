@@ -61,6 +61,7 @@ macro_rules! slug_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
@@ -120,6 +121,7 @@ slug_id!(
 
 /// One websocket session (a browser tab or a device), assigned by the server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(transparent)]
 pub struct SessionId(pub String);
 
@@ -132,6 +134,7 @@ impl fmt::Display for SessionId {
 /// The id a client gives a message it sends, so a retried send is stored once.
 /// 1 to [`crate::limits::MAX_CLIENT_MSG_ID_LEN`] printable ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(transparent)]
 pub struct ClientMsgId(pub String);
 

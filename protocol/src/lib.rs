@@ -12,12 +12,14 @@
 //! - [`limits`]: every size, rate and page limit, shared by the server and the clients.
 //! - [`error`]: the error codes and websocket close codes.
 //! - [`event`]: events stored in a room's history.
+//! - [`call`]: video calls: call state, signalling, ICE servers.
 //! - [`client`]: what a client sends.
 //! - [`server`]: what the server sends.
 //! - [`codec`]: decoding a frame once into a closed enum, with a typed error.
 
 #![warn(missing_docs)]
 
+pub mod call;
 pub mod client;
 pub mod codec;
 pub mod error;
@@ -26,6 +28,10 @@ pub mod ids;
 pub mod limits;
 pub mod server;
 
+pub use call::{
+    CallChange, CallChangeKind, CallEndReason, CallId, CallParticipant, CallState, IceServer,
+    IceServers, Signal,
+};
 pub use client::{ClientFrame, Request, ResumePoint};
 pub use codec::{DecodeError, decode_client, decode_server};
 pub use error::{CloseCode, ErrorCode};

@@ -48,8 +48,30 @@ pub const TYPING_TTL_SECS: u64 = 6;
 /// Resume points a `hello` may carry.
 pub const MAX_RESUME_POINTS: usize = 256;
 
+/// The most participants a call may have (a full mesh of peer connections).
+pub const MAX_CALL_PARTICIPANTS: usize = 5;
+
+/// The longest SDP in an offer or answer, in bytes.
+pub const MAX_SDP_BYTES: usize = 16 * 1024;
+
+/// The longest ICE candidate line, in bytes.
+pub const MAX_CANDIDATE_BYTES: usize = 1024;
+
+/// The longest media section id (`sdp_mid`) of a candidate, in bytes.
+pub const MAX_SDP_MID_BYTES: usize = 64;
+
+/// Signals (offers, answers, candidates) a session may relay per second, sustained.
+pub const SIGNAL_RATE_PER_SECOND: u32 = 30;
+
+/// Signals a session may relay in a burst (room for a full mesh's first negotiation).
+pub const SIGNAL_BURST: u32 = 120;
+
+// Any signal within the limits fits in a frame, however it is escaped.
+const _: () = assert!(MAX_SDP_BYTES * 6 + 1024 <= MAX_FRAME_BYTES);
+
 /// The limits in force on a connection, sent in the welcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Limits {
     /// See [`MAX_FRAME_BYTES`].
     pub max_frame_bytes: usize,

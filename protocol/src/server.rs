@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::call::{CallEndReason, CallId, CallState, IceServers, Signal};
 use crate::error::ErrorCode;
 use crate::event::RoomEvent;
 use crate::ids::{ClientMsgId, Epoch, PersonId, RequestId, RoomId, Seq, SessionId, Timestamp};
@@ -10,6 +11,7 @@ use crate::limits::Limits;
 
 /// A frame from the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ServerFrame {
     /// The id of the request this answers; absent on pushed events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,6 +47,7 @@ impl ServerFrame {
 
 /// A person's role in the programme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// A headteacher, member of one trio.
@@ -57,6 +60,7 @@ pub enum Role {
 
 /// The kind of a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum RoomKind {
     /// One trio of heads; its moderators enter with `join`.
@@ -69,6 +73,7 @@ pub enum RoomKind {
 
 /// A person's presence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum PresenceStatus {
     /// At least one session is connected and active.
@@ -81,6 +86,7 @@ pub enum PresenceStatus {
 
 /// Who a person is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PersonInfo {
     /// Their id.
     pub id: PersonId,
@@ -98,6 +104,7 @@ pub struct PersonInfo {
 
 /// A member of a room as the room shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MemberInfo {
     /// The person.
     pub person: PersonId,
@@ -111,6 +118,7 @@ pub struct MemberInfo {
 
 /// A room as a person sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RoomInfo {
     /// The room.
     pub id: RoomId,
@@ -138,6 +146,7 @@ pub struct RoomInfo {
 
 /// The answer to `hello`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Welcome {
     /// The protocol version, [`crate::PROTOCOL_VERSION`].
     pub protocol: String,
@@ -155,6 +164,7 @@ pub struct Welcome {
 
 /// The answer to `send`: the message is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Ack {
     /// The room.
     pub room: RoomId,
@@ -171,6 +181,7 @@ pub struct Ack {
 
 /// The answer to `history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct History {
     /// The room.
     pub room: RoomId,
@@ -184,6 +195,7 @@ pub struct History {
 
 /// A room is live: every event up to `seq` has been sent; new ones follow as they happen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Live {
     /// The room.
     pub room: RoomId,
@@ -196,8 +208,24 @@ pub struct Live {
 impl ServerMessage {
     /// Every server message type name, as on the wire.
     pub const TYPES: &'static [&'static str] = &[
-        "welcome", "ack", "history", "event", "live", "joined", "left", "typing", "presence",
-        "read", "ok", "pong", "error",
+        "welcome",
+        "ack",
+        "history",
+        "event",
+        "live",
+        "joined",
+        "left",
+        "typing",
+        "presence",
+        "read",
+        "ok",
+        "pong",
+        "error",
+        "call_joined",
+        "call_state",
+        "call_signal",
+        "call_ended",
+        "ice_servers",
     ];
 
     /// The message's type name.
@@ -216,12 +244,18 @@ impl ServerMessage {
             Self::Ok => "ok",
             Self::Pong => "pong",
             Self::Error { .. } => "error",
+            Self::CallJoined { .. } => "call_joined",
+            Self::CallState { .. } => "call_state",
+            Self::CallSignal { .. } => "call_signal",
+            Self::CallEnded { .. } => "call_ended",
+            Self::IceServers(_) => "ice_servers",
         }
     }
 }
 
 /// A message from the server. Tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// The answer to `hello`.
@@ -289,4 +323,45 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<RoomId>,
     },
+    /// The answer to `call_start` and `call_join`: the call, this participant's session,
+    /// and the ICE servers to use.
+    CallJoined {
+        /// The call as it is now.
+        call: CallState,
+        /// This participant's session (signals to it are addressed so).
+        session: SessionId,
+        /// STUN and TURN servers with this person's credentials.
+        ice_servers: IceServers,
+    },
+    /// A call in one of the session's rooms changed (pushed to everyone in the room).
+    CallState {
+        /// The call as it is now.
+        call: CallState,
+    },
+    /// A signal from another participant of a call this session is in.
+    CallSignal {
+        /// The call.
+        call: CallId,
+        /// The participant session it comes from (answer to it with `to`).
+        from: SessionId,
+        /// The person it comes from.
+        person: PersonId,
+        /// The signal.
+        signal: Signal,
+    },
+    /// A call in one of the session's rooms ended (pushed to everyone in the room).
+    CallEnded {
+        /// The call.
+        call: CallId,
+        /// Its room.
+        room: RoomId,
+        /// Why it ended.
+        reason: CallEndReason,
+        /// Who ended it, for `ended`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ended_by: Option<PersonId>,
+    },
+    /// ICE servers with fresh TURN credentials: the answer to `ice_servers`, and pushed to
+    /// each participant before their credentials expire.
+    IceServers(IceServers),
 }

@@ -92,6 +92,11 @@ fn every_error_code_is_documented() {
         ErrorCode::PageTooLarge,
         ErrorCode::StoreUnavailable,
         ErrorCode::Internal,
+        ErrorCode::NoCall,
+        ErrorCode::NotInCall,
+        ErrorCode::CallFull,
+        ErrorCode::AlreadyInCall,
+        ErrorCode::SignalTooLarge,
     ];
     for code in codes {
         // The serde name and `as_str` agree, and the table lists the code.

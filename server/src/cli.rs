@@ -1,4 +1,5 @@
-//! The `triad-server` command line: `serve`, `demo`, `token`, `import`, `config`.
+//! The `triad-server` command line: `serve`, `demo`, `token`, `import`, `export`,
+//! `import-data`, `config`.
 //! This module is the body of the binary (hence `anyhow`); it lives in the library so the
 //! end-to-end tests can start the very same program.
 
@@ -11,12 +12,13 @@ use clap::{Parser, Subcommand};
 use triad_protocol::{PersonId, Role, RoomKind};
 
 use crate::auth::TokenMinter;
+use crate::backup::{self, Backup};
 use crate::config::{Config, ConfigOverrides, LogFormat};
 use crate::programme::{DEMO_ROSTER, Roster};
 use crate::server::Server;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
-use crate::store::{NoSink, SharedStore};
+use crate::store::{NoSink, SharedStore, Store};
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +75,24 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Write everything in the store (people, rooms, every event, call records, read
+    /// markers) as JSON lines to FILE, or to standard output. With the embedded store, stop
+    /// the server first.
+    Export {
+        /// Where to write; standard output if left out.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Load a file written by `export` into the store: to restore a backup, or to move from
+    /// the embedded store to Redis. Checks the whole file first and refuses rooms that
+    /// already have events. With the embedded store, stop the server first.
+    ImportData {
+        /// The file written by `export`.
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print an example configuration file with every setting and its default.
     Config,
 }
@@ -119,6 +139,14 @@ pub fn main() -> anyhow::Result<()> {
         Command::Import { roster, common } => {
             let config = common.load()?;
             runtime.block_on(import(&config, &roster))
+        }
+        Command::Export { file, common } => {
+            let config = common.load()?;
+            runtime.block_on(export(&config, file.as_deref()))
+        }
+        Command::ImportData { file, common } => {
+            let config = common.load()?;
+            runtime.block_on(import_data(&config, &file))
         }
         Command::Config => {
             print!("{}", Config::example_toml());
@@ -180,7 +208,10 @@ async fn open_offline(config: &Config) -> anyhow::Result<SharedStore> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let store = EmbeddedStore::open(&config.store_path(), Arc::new(NoSink)).with_context(|| {
-        format!("opening {} (is a server running on it?)", config.store_path().display())
+        format!(
+            "opening {} (is a server running on it?)",
+            config.store_path().display()
+        )
     })?;
     Ok(Arc::new(store))
 }
@@ -214,6 +245,66 @@ async fn import(config: &Config, path: &Path) -> anyhow::Result<()> {
         roster.programme.people.len(),
         store_name(config)
     );
+    Ok(())
+}
+
+async fn export(config: &Config, file: Option<&Path>) -> anyhow::Result<()> {
+    if config.store == "embedded" && !config.store_path().exists() {
+        bail!("there is no store at {}", config.store_path().display());
+    }
+    let store = open_offline(config).await?;
+    let counts = match file {
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            backup::export(store.as_ref(), &mut out).await?
+        }
+        Some(path) => export_to_file(store.as_ref(), path).await?,
+    };
+    // Standard output may be the backup itself.
+    eprintln!("exported {counts} from {}", store_name(config));
+    Ok(())
+}
+
+/// Writes the backup next to `path`, then renames it into place once complete and synced,
+/// so that `path` never holds part of a backup.
+async fn export_to_file(store: &dyn Store, path: &Path) -> anyhow::Result<backup::Counts> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let written = match backup::export(store, &mut out).await {
+        Ok(counts) => out
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)
+            .and_then(|file| file.sync_all())
+            .and_then(|()| std::fs::rename(&partial, path))
+            .map(|()| counts)
+            .with_context(|| format!("writing {}", path.display())),
+        Err(err) => Err(err.into()),
+    };
+    if written.is_err() && std::fs::remove_file(&partial).is_err() {
+        eprintln!("could not remove {}", partial.display());
+    }
+    written
+}
+
+async fn import_data(config: &Config, path: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let backup = match Backup::parse(std::io::BufReader::new(file)) {
+        Ok(backup) => backup,
+        Err(err) => bail!("{}: {err}", path.display()),
+    };
+    let store = open_offline(config).await?;
+    let imported = backup::import(store.as_ref(), &backup)
+        .await
+        .with_context(|| format!("importing {} into {}", path.display(), store_name(config)))?;
+    println!("imported {} into {}", imported.counts, store_name(config));
+    println!("restored rooms have a new history epoch: clients reload their history");
+    for warning in &imported.warnings {
+        println!("warning: {warning}");
+    }
     Ok(())
 }
 
@@ -279,6 +370,8 @@ async fn demo(mut config: Config) -> anyhow::Result<()> {
         println!();
         println!("  {} ({role}, {room}):", person.name);
         println!("    cargo run -p triad-cli -- chat --server {ws} --room {room} --token {token}");
+        // The token rides in the fragment, which browsers never send to the server.
+        println!("    browser: {}/#token={token}", base.trim_end_matches('/'));
     }
     println!();
     println!("A moderator types /join in a trio room to enter it. Stop with Ctrl-C.");

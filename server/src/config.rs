@@ -71,6 +71,17 @@ pub struct Config {
     pub request_burst: u32,
     /// How long shutdown waits for sessions to close.
     pub shutdown_timeout: Duration,
+    /// How long a node stays up answering not-ready after the shutdown signal, before it
+    /// stops accepting and closes its sessions, so load balancers stop sending it clients.
+    pub drain_delay: Duration,
+    /// How long a call participant whose connection was lost stays in the call.
+    pub call_grace: Duration,
+    /// STUN and TURN URLs handed to call participants (`stun:`, `turn:`, `turns:`).
+    pub ice_urls: Vec<String>,
+    /// The secret shared with the TURN server, for time-limited credentials.
+    pub turn_secret: Option<String>,
+    /// How long a TURN credential lasts.
+    pub turn_ttl: Duration,
     /// Log output format.
     pub log_format: LogFormat,
 }
@@ -120,6 +131,11 @@ impl Default for Config {
             request_rate_per_second: limits::REQUEST_RATE_PER_SECOND,
             request_burst: limits::REQUEST_BURST,
             shutdown_timeout: Duration::from_secs(10),
+            drain_delay: Duration::from_secs(2),
+            call_grace: Duration::from_secs(20),
+            ice_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl: Duration::from_secs(3600),
             log_format: LogFormat::Text,
         }
     }
@@ -158,7 +174,10 @@ impl Config {
         set(&mut self.listen, o.listen);
         set(&mut self.data_dir, o.data_dir);
         set(&mut self.store, o.store);
-        set(&mut self.heartbeat, o.heartbeat_ms.map(Duration::from_millis));
+        set(
+            &mut self.heartbeat,
+            o.heartbeat_ms.map(Duration::from_millis),
+        );
         set_opt(&mut self.public_url, o.public_url);
         set(&mut self.jwt.algorithm, o.jwt_algorithm);
         set_opt(&mut self.jwt.secret, o.jwt_secret);
@@ -185,7 +204,18 @@ impl Config {
             &mut self.shutdown_timeout,
             o.shutdown_timeout_secs.map(secs),
         );
+        set(
+            &mut self.drain_delay,
+            o.drain_delay_ms.map(Duration::from_millis),
+        );
         set(&mut self.log_format, o.log_format);
+        set(
+            &mut self.call_grace,
+            o.call_grace_ms.map(Duration::from_millis),
+        );
+        set(&mut self.ice_urls, o.ice_urls);
+        set_opt(&mut self.turn_secret, o.turn_secret);
+        set(&mut self.turn_ttl, o.turn_ttl_secs.map(secs));
     }
 
     /// An example configuration file with every setting and its default.
@@ -274,9 +304,27 @@ pub struct ConfigOverrides {
     /// Seconds shutdown waits for sessions [default: 10].
     #[arg(long, env = "TRIAD_SHUTDOWN_TIMEOUT_SECS")]
     pub shutdown_timeout_secs: Option<u64>,
+    /// Milliseconds a shutting-down node answers not-ready before closing its sessions
+    /// [default: 2000].
+    #[arg(long, env = "TRIAD_DRAIN_DELAY_MS")]
+    pub drain_delay_ms: Option<u64>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "TRIAD_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Milliseconds a call participant whose connection was lost stays in the call
+    /// [default: 20000].
+    #[arg(long, env = "TRIAD_CALL_GRACE_MS")]
+    pub call_grace_ms: Option<u64>,
+    /// STUN and TURN URLs for calls, comma-separated, e.g.
+    /// stun:turn.example.org:3478,turns:turn.example.org:443?transport=tcp.
+    #[arg(long, env = "TRIAD_ICE_URLS", value_delimiter = ',')]
+    pub ice_urls: Option<Vec<String>>,
+    /// The secret shared with the TURN server (coturn's static-auth-secret).
+    #[arg(long, env = "TRIAD_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Seconds a TURN credential lasts [default: 3600].
+    #[arg(long, env = "TRIAD_TURN_TTL_SECS")]
+    pub turn_ttl_secs: Option<u64>,
 }
 
 /// Why the configuration could not be loaded.
@@ -301,6 +349,8 @@ mod tests {
         config.apply(parsed);
         assert_eq!(config.listen, Config::default().listen);
         assert_eq!(config.outbox_capacity, Config::default().outbox_capacity);
+        assert_eq!(config.drain_delay, Config::default().drain_delay);
+        assert_eq!(config.shutdown_timeout, Config::default().shutdown_timeout);
         assert_eq!(config.jwt.issuer, "triad");
     }
 

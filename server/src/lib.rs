@@ -7,18 +7,25 @@
 //! - [`store`]: history and state behind one trait; the embedded backend.
 //! - [`hub`]: rooms, local fan-out, presence (across nodes too), typing, rate buckets.
 //! - [`bus`]: delivery of ephemeral frames and presence between nodes.
+//! - [`calls`]: video calls: call state, grace periods, signalling relay, TURN credentials.
 //! - [`gateway`]: websocket sessions: hello, requests, the outbox writer.
 //! - [`http`]: the router (websocket upgrade, health checks, the web page) and the accept loop.
+//! - [`metrics`]: Prometheus metrics: every name, and one function per thing counted.
 //! - [`server`]: wiring it all together and running until shutdown.
-//! - [`cli`]: the `triad-server` command line (serve, demo, token, import, config).
+//! - [`backup`]: export and import of a whole store as JSON lines (backup, restore, migration).
+//! - [`cli`]: the `triad-server` command line (serve, demo, token, import, export, import-data,
+//!   config).
 
 pub mod auth;
+pub mod backup;
 pub mod bus;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod programme;
 pub mod server;
 pub mod store;

@@ -12,10 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthError, TokenVerifier};
 use crate::bus::redis::{BusError, BusTiming, RedisLink};
+use crate::calls::turn::IceConfig;
+use crate::calls::{CallSettings, Calls};
 use crate::config::Config;
 use crate::gateway::{Gateway, SessionSettings};
 use crate::http;
 use crate::hub::Hub;
+use crate::metrics;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{SharedStore, StoreError};
@@ -55,6 +58,7 @@ pub struct Server {
 impl Server {
     /// Opens the store and binds the listen address.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        metrics::install();
         let verifier = TokenVerifier::from_config(&config.jwt, &config.data_dir)?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| ServerError::DataDir(config.data_dir.display().to_string(), e))?;
@@ -64,7 +68,10 @@ impl Server {
             "embedded" => Arc::new(EmbeddedStore::open(&config.store_path(), hub.clone())?),
             url if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 let store = RedisStore::open(url, hub.clone()).await?;
-                let timing = BusTiming { heartbeat: config.heartbeat, expiry: config.heartbeat * 3 };
+                let timing = BusTiming {
+                    heartbeat: config.heartbeat,
+                    expiry: config.heartbeat * 3,
+                };
                 RedisLink::start(url, &hub, timing, bus_stop.clone()).await?;
                 Arc::new(store)
             }
@@ -81,8 +88,22 @@ impl Server {
             request_rate_per_second: config.request_rate_per_second,
             request_burst: config.request_burst,
         };
-        let gateway = Arc::new(Gateway::new(store, hub, verifier, settings));
-        Ok(Self { listener, config, gateway, bus_stop })
+        let call_settings = CallSettings {
+            grace: config.call_grace,
+            ice: IceConfig {
+                urls: config.ice_urls.clone(),
+                turn_secret: config.turn_secret.clone(),
+                ttl: config.turn_ttl,
+            },
+        };
+        let calls = Calls::new(hub.clone(), store.clone(), call_settings);
+        let gateway = Arc::new(Gateway::new(store, hub, calls, verifier, settings));
+        Ok(Self {
+            listener,
+            config,
+            gateway,
+            bus_stop,
+        })
     }
 
     /// The address the server listens on (useful with port 0).
@@ -90,33 +111,64 @@ impl Server {
         self.listener.local_addr().unwrap_or(self.config.listen)
     }
 
-    /// Serves until `shutdown` resolves: then readiness turns off, sessions are told to
-    /// reconnect elsewhere (close 1001), and the server waits for them up to the configured
-    /// shutdown timeout.
+    /// Serves until `shutdown` resolves, then drains:
+    ///
+    /// 1. readiness (`/readyz`) turns 503 and `triad_draining` 1, while the node goes on
+    ///    serving and accepting for `drain_delay`, so load balancers stop sending it
+    ///    clients before any is refused;
+    /// 2. the listener closes, and each session finishes the request it is handling (an
+    ///    append in flight completes and is answered), then closes with 1001 so its client
+    ///    reconnects elsewhere and resumes;
+    /// 3. the server waits for the sessions and open HTTP requests up to
+    ///    `shutdown_timeout`, then stops the bus and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Self { listener, config, gateway, bus_stop } = self;
+        let Self {
+            listener,
+            config,
+            gateway,
+            bus_stop,
+        } = self;
         let router = http::router(gateway.clone());
-        let stop = gateway.shutdown.clone();
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            stop.cancel();
+        let signal = {
+            let gateway = gateway.clone();
+            let delay = config.drain_delay;
+            async move {
+                shutdown.await;
+                gateway.draining.cancel();
+                metrics::drain_started();
+                tracing::info!(
+                    delay_ms = delay.as_millis(),
+                    "draining: not ready, still serving"
+                );
+                tokio::time::sleep(delay).await;
+            }
         };
-        http::serve::serve(
+        let serving = http::serve::serve(
             listener,
             router,
             config.header_read_timeout,
             config.shutdown_timeout,
             signal,
-        )
-        .await;
-        gateway.sessions.close();
-        if tokio::time::timeout(config.shutdown_timeout, gateway.sessions.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("sessions still open at the end of the shutdown timeout");
+            gateway.shutdown.clone(),
+        );
+        let closing = async {
+            gateway.shutdown.cancelled().await;
+            tracing::info!(
+                sessions = gateway.sessions.len(),
+                "draining: listener closed, closing sessions with 1001"
+            );
+            gateway.sessions.close();
+            tokio::time::timeout(config.shutdown_timeout, gateway.sessions.wait()).await
+        };
+        let ((), closed) = tokio::join!(serving, closing);
+        match closed {
+            Ok(()) => tracing::info!("drained: every session closed"),
+            Err(_) => tracing::warn!(
+                sessions = gateway.sessions.len(),
+                "sessions still open at the end of the shutdown timeout"
+            ),
         }
+        metrics::drain_finished();
         bus_stop.cancel();
     }
 }

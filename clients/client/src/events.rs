@@ -8,7 +8,10 @@ use std::collections::VecDeque;
 
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
-use triad_protocol::{Live, PersonId, PresenceStatus, RoomEvent, RoomId, Seq, Welcome};
+use triad_protocol::{
+    CallEndReason, CallId, CallState, IceServers, Live, PersonId, PresenceStatus, RoomEvent,
+    RoomId, Seq, SessionId, Signal, Welcome,
+};
 
 /// Room events and other pushes the channel holds before the connection keeps a backlog.
 pub(crate) const EVENTS_CAPACITY: usize = 1024;
@@ -59,6 +62,32 @@ pub enum ClientEvent {
         /// Events after it.
         unread: u64,
     },
+    /// A call in one of the person's rooms changed (`call_state`).
+    CallState(CallState),
+    /// A signal from another participant of a call this session is in.
+    CallSignal {
+        /// The call.
+        call: CallId,
+        /// The participant session it comes from.
+        from: SessionId,
+        /// The person it comes from.
+        person: PersonId,
+        /// The offer, answer or candidate.
+        signal: Signal,
+    },
+    /// A call in one of the person's rooms ended.
+    CallEnded {
+        /// The call.
+        call: CallId,
+        /// Its room.
+        room: RoomId,
+        /// Why.
+        reason: CallEndReason,
+        /// Who ended it, when someone did.
+        ended_by: Option<PersonId>,
+    },
+    /// Fresh ICE servers and TURN credentials for a call, pushed before the old ones expire.
+    IceServers(IceServers),
     /// The client has stopped and will not reconnect. The last event.
     Closed {
         /// The close code, if there was one.

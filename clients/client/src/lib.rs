@@ -21,6 +21,7 @@
 //! Modules:
 //! - [`config`]: where the server is and how patient to be.
 //! - [`client`]: the [`Client`] handle and its requests.
+//! - [`calls`]: the call requests of [`Client`] (start, join, signal, ...) and [`CallJoined`].
 //! - [`events`]: what the connection reports, read from [`Events`].
 //! - [`error`]: why a request failed.
 //! - `connection`: the background task that owns the websocket (reconnect, session, frames).
@@ -29,6 +30,7 @@
 //! - `outbox`: unacknowledged messages, resent until acknowledged.
 //! - `backoff`: exponential backoff with full jitter.
 
+pub mod calls;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -40,6 +42,7 @@ mod outbox;
 mod positions;
 mod socket;
 
+pub use calls::CallJoined;
 pub use client::{Client, new_client_msg_id};
 pub use config::ClientConfig;
 pub use error::ClientError;

@@ -35,7 +35,10 @@ pub struct BusTiming {
 
 impl Default for BusTiming {
     fn default() -> Self {
-        Self { heartbeat: Duration::from_secs(5), expiry: Duration::from_secs(15) }
+        Self {
+            heartbeat: Duration::from_secs(5),
+            expiry: Duration::from_secs(15),
+        }
     }
 }
 
@@ -76,7 +79,10 @@ impl RedisLink {
             .await
             .map_err(|e| BusError(e.to_string()))?;
         let (queue, rx) = mpsc::channel(QUEUE);
-        let link = Arc::new(Self { queue, dropped: AtomicU64::new(0) });
+        let link = Arc::new(Self {
+            queue,
+            dropped: AtomicU64::new(0),
+        });
         hub.link_with(link.clone());
         tokio::spawn(publish(publisher, rx, stop.clone(), hub.gone()));
         tokio::spawn(subscribe(client, Arc::downgrade(hub), stop.clone()));
@@ -111,9 +117,15 @@ async fn send(conn: &mut redis::aio::ConnectionManager, message: &BusMessage) {
     };
     let sent = tokio::time::timeout(
         Duration::from_secs(2),
-        redis::cmd("PUBLISH").arg(CHANNEL).arg(payload).query_async::<i64>(conn),
+        redis::cmd("PUBLISH")
+            .arg(CHANNEL)
+            .arg(payload)
+            .query_async::<i64>(conn),
     )
     .await;
+    if !matches!(sent, Ok(Ok(_))) {
+        crate::metrics::redis_error();
+    }
     match sent {
         Ok(Ok(_)) => {}
         Ok(Err(err)) => tracing::warn!(error = %err, "bus publish failed"),
@@ -136,6 +148,7 @@ async fn subscribe(client: redis::Client, hub: Weak<Hub>, stop: CancellationToke
         let mut stream = match pubsub {
             Ok(pubsub) => pubsub.into_on_message(),
             Err(err) => {
+                crate::metrics::redis_error();
                 tracing::warn!(error = %err, "bus subscription failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -154,7 +167,10 @@ async fn subscribe(client: redis::Client, hub: Weak<Hub>, stop: CancellationToke
                 break;
             };
             let Some(hub) = hub.upgrade() else { return };
-            match message.get_payload::<String>().map(|p| serde_json::from_str::<BusMessage>(&p)) {
+            match message
+                .get_payload::<String>()
+                .map(|p| serde_json::from_str::<BusMessage>(&p))
+            {
                 Ok(Ok(message)) => hub.receive(message),
                 Ok(Err(err)) => tracing::warn!(error = %err, "undecodable bus message"),
                 Err(err) => tracing::warn!(error = %err, "unreadable bus message"),
@@ -163,7 +179,12 @@ async fn subscribe(client: redis::Client, hub: Weak<Hub>, stop: CancellationToke
     }
 }
 
-async fn heartbeat(hub: Weak<Hub>, link: Arc<RedisLink>, timing: BusTiming, stop: CancellationToken) {
+async fn heartbeat(
+    hub: Weak<Hub>,
+    link: Arc<RedisLink>,
+    timing: BusTiming,
+    stop: CancellationToken,
+) {
     let mut ticks = tokio::time::interval(timing.heartbeat);
     loop {
         tokio::select! {

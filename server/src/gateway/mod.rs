@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use triad_protocol::{PROTOCOL_VERSION, limits};
 
 use crate::auth::TokenVerifier;
+use crate::calls::Calls;
 use crate::hub::Hub;
 use crate::store::SharedStore;
 
@@ -45,11 +46,17 @@ pub struct Gateway {
     pub store: SharedStore,
     /// Local rooms and presence.
     pub hub: Arc<Hub>,
+    /// Video calls: state, signalling relay, TURN credentials.
+    pub calls: Arc<Calls>,
     /// Token verification.
     pub verifier: TokenVerifier,
     /// Session settings.
     pub settings: SessionSettings,
-    /// Cancelled when the server shuts down: sessions close with 1001.
+    /// Cancelled at the shutdown signal: readiness turns off while sessions go on for the
+    /// drain delay, so load balancers stop sending new clients first.
+    pub draining: CancellationToken,
+    /// Cancelled when the drain delay is over and the listener has closed: each session
+    /// finishes its current request, then closes with 1001.
     pub shutdown: CancellationToken,
     /// The running sessions, so shutdown can wait for them.
     pub sessions: TaskTracker,
@@ -61,14 +68,17 @@ impl Gateway {
     pub fn new(
         store: SharedStore,
         hub: Arc<Hub>,
+        calls: Arc<Calls>,
         verifier: TokenVerifier,
         settings: SessionSettings,
     ) -> Self {
         Self {
             store,
             hub,
+            calls,
             verifier,
             settings,
+            draining: CancellationToken::new(),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             next_key: AtomicU64::new(1),

@@ -17,6 +17,7 @@ use triad_protocol::{
 use super::Gateway;
 use super::session::{deadline_of, is_capacity_error};
 use crate::auth::{Access, AuthError};
+use crate::calls::CallError;
 use crate::hub::{Outbox, Outgoing, SessionControl, SessionKey, TokenBucket, encode};
 use crate::store::{Page, RoomRecord, StoreError};
 
@@ -54,6 +55,12 @@ impl From<StoreError> for Refusal {
                 Self::new(ErrorCode::StoreUnavailable, other.to_string())
             }
         }
+    }
+}
+
+impl From<CallError> for Refusal {
+    fn from(err: CallError) -> Self {
+        Self::new(err.code, err.message)
     }
 }
 
@@ -97,6 +104,7 @@ impl Session {
             let message = tokio::select! {
                 () = control.closed() => break,
                 () = gateway.shutdown.cancelled() => {
+                    crate::metrics::drain_closed_session();
                     control.close(CloseCode::GOING_AWAY, "server shutting down: reconnect");
                     break;
                 }
@@ -135,13 +143,16 @@ impl Session {
 
     fn leave_all(&self) {
         let hub = &self.gateway.hub;
-        for (room, (_, access)) in &self.rooms {
+        for (room, (kind, access)) in &self.rooms {
             if access.is_in() {
                 hub.unsubscribe(room, self.key);
+                crate::metrics::room_left(*kind);
             }
         }
         let change = hub.presence.disconnect(&self.person, self.key);
         hub.presence_changed(&self.person, change.is_some());
+        // A participant of a call stays in it for the grace period.
+        self.gateway.calls.session_gone(self.key);
     }
 
     fn reply(&self, re: Option<u64>, reply: Reply) {
@@ -212,7 +223,42 @@ impl Session {
             }
             Request::Presence { status } => self.presence(status),
             Request::Ping => Ok(ServerMessage::Pong),
+            Request::CallStart { room } => {
+                let calls = &self.gateway.calls;
+                let started = calls.start(&self.outbox, &room, self.access(&room));
+                started.map_err(|e| Refusal::from(e).in_room(&room))
+            }
+            Request::CallJoin { call, resume } => {
+                let access = |room: &RoomId| self.access(room);
+                Ok(self
+                    .gateway
+                    .calls
+                    .join(&self.outbox, &call, resume, &access)?)
+            }
+            Request::CallLeave { call } => Ok(self.gateway.calls.leave(&self.outbox, &call)?),
+            Request::CallEnd { call } => {
+                let access = |room: &RoomId| self.access(room);
+                Ok(self.gateway.calls.end(&self.outbox, &call, &access)?)
+            }
+            Request::CallMedia { call, mic, camera } => {
+                Ok(self.gateway.calls.media(&self.outbox, &call, mic, camera)?)
+            }
+            Request::CallSignal { call, to, signal } => {
+                Ok(self
+                    .gateway
+                    .calls
+                    .signal(&self.outbox, &call, &to, signal)?)
+            }
+            Request::IceServers { call } => {
+                Ok(self.gateway.calls.ice_servers(&self.outbox, &call)?)
+            }
         }
+    }
+
+    fn kind_of(&self, room: &RoomId) -> RoomKind {
+        self.rooms
+            .get(room)
+            .map_or(RoomKind::Trio, |(kind, _)| *kind)
     }
 
     fn access(&self, room: &RoomId) -> Access {
@@ -285,11 +331,14 @@ impl Session {
                 "sending too fast; wait a moment",
             ));
         }
-        let appended = self
-            .gateway
-            .store
-            .append_message(room, &self.person, client_msg_id, body)
-            .await?;
+        let store = &self.gateway.store;
+        let appended = crate::metrics::timed_append(store.append_message(
+            room,
+            &self.person,
+            client_msg_id,
+            body,
+        ))
+        .await?;
         Ok(ServerMessage::Ack(Ack {
             room: room.clone(),
             client_msg_id: client_msg_id.clone(),
@@ -353,6 +402,8 @@ impl Session {
         let newly_in = !access.is_in();
         if newly_in {
             gateway.hub.subscribe(room, &self.outbox);
+            gateway.store.settle_watches().await;
+            crate::metrics::room_entered(self.kind_of(room));
             self.set_access(room, Access::Moderator { joined: true });
         }
         let programme = gateway.store.programme().await?;
@@ -397,7 +448,9 @@ impl Session {
                     .set_moderator_joined(room, &self.person, false)
                     .await?;
                 if joined {
+                    gateway.calls.left_room(self.key, room);
                     gateway.hub.unsubscribe(room, self.key);
+                    crate::metrics::room_left(self.kind_of(room));
                     self.outbox.push(Outgoing::Untrack { room: room.clone() });
                     self.set_access(room, Access::Moderator { joined: false });
                     let frame = ServerFrame::push(ServerMessage::Presence {

@@ -31,12 +31,14 @@ struct Hello {
 
 /// Runs one connection to its end.
 pub async fn run(gateway: Arc<Gateway>, socket: WebSocket) {
+    let _connection = crate::metrics::connection_opened();
     let (mut sink, mut stream) = socket.split();
     let Some(hello) = wait_hello(&gateway, &mut sink, &mut stream).await else {
         return;
     };
     let key = gateway.next_key();
-    let span = tracing::info_span!("session", session = key, person = %hello.verified.person);
+    // The session id as the client sees it in its welcome; never a message body.
+    let span = tracing::info_span!("session", session = %format_args!("s{key}"), person = %hello.verified.person);
     async move {
         match start(&gateway, key, hello, sink).await {
             Ok((session, writer)) => {
@@ -244,9 +246,11 @@ async fn start(
         .collect();
     for room in &inside {
         gateway.hub.subscribe(room, &outbox);
+        crate::metrics::room_entered(rooms[room].0.kind);
     }
     let (send_bucket, change) = gateway.hub.presence.connect(&outbox, inside.clone());
     gateway.hub.presence_changed(&person_id, change.is_some());
+    gateway.store.settle_watches().await;
 
     let mut infos = Vec::with_capacity(order.len());
     let mut tracks = Vec::new();
@@ -295,6 +299,7 @@ async fn start(
     for track in tracks {
         outbox.push(track);
     }
+    crate::metrics::session_started(!hello.resume.is_empty());
     let writer = tokio::spawn(
         Writer::new(sink, rx, control.clone(), gateway.store.clone())
             .run()

@@ -139,9 +139,11 @@ impl Writer {
                     return Ok(());
                 }
                 if event.seq > position.last + 1 {
+                    crate::metrics::gap_filled();
                     self.fill(&event.room, Some(event.seq - 1)).await?;
                 }
                 self.sink.feed(Message::Text(event.text.clone())).await?;
+                crate::metrics::events_written(1);
                 if let Some(position) = self.rooms.get_mut(&event.room) {
                     position.last = event.seq;
                 }
@@ -154,6 +156,7 @@ impl Writer {
             } => {
                 self.rooms.insert(room.clone(), Position { last: after });
                 let last = self.fill(&room, None).await?;
+                crate::metrics::events_replayed(last.saturating_sub(after));
                 if live {
                     let frame = ServerFrame::push(ServerMessage::Live(Live {
                         room,
@@ -192,6 +195,7 @@ impl Writer {
                 last = event.seq;
                 let frame = ServerFrame::push(ServerMessage::Event { event });
                 self.sink.feed(Message::Text(encode(&frame))).await?;
+                crate::metrics::events_written(1);
             }
             if let Some(position) = self.rooms.get_mut(room) {
                 position.last = last;

@@ -1,14 +1,15 @@
-//! HTTP: the router (the websocket endpoint, health and readiness checks, the start page)
+//! HTTP: the router (the websocket endpoint, health and readiness checks, metrics, the web client)
 //! and [`serve`], the accept loop with a header timeout and `TCP_NODELAY`.
 
 pub mod serve;
+pub mod web;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::gateway::{self, Gateway};
@@ -16,10 +17,11 @@ use crate::gateway::{self, Gateway};
 /// The application's routes.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/", get(index))
+        .merge(web::routes())
         .route("/ws", get(gateway::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(gateway)
 }
 
@@ -28,10 +30,10 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the store answers and the server is not shutting down.
+/// Readiness: the store answers and the server is not draining or shutting down.
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
-    if gateway.shutdown.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    if gateway.draining.is_cancelled() || gateway.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else if !gateway.store.ready().await {
         (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
     } else {
@@ -39,6 +41,8 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     }
 }
 
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
+/// Prometheus metrics (see [`crate::metrics`] for what each one means).
+async fn metrics() -> impl IntoResponse {
+    let text = "text/plain; version=0.0.4; charset=utf-8";
+    ([(header::CONTENT_TYPE, text)], crate::metrics::render())
 }

@@ -1,6 +1,7 @@
 //! The accept loop. `axum::serve` installs no timer, so a client could trickle its headers
 //! forever; here each connection is served by hyper with a header-read timeout, and every
-//! accepted socket gets `TCP_NODELAY`. Shutdown stops accepting and lets open requests end.
+//! accepted socket gets `TCP_NODELAY`. Shutdown closes the listener first, then lets open
+//! requests end.
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,16 +14,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Serves `router` on `listener` until `shutdown` resolves, then waits up to `drain` for
-/// open HTTP connections (websocket sessions are tracked by the gateway).
+/// Serves `router` on `listener` until `shutdown` resolves. Then it closes the listener,
+/// cancels `stop` (open HTTP connections finish their request and close; the gateway's
+/// websocket sessions, which it tracks itself, may watch the same token), and waits up to
+/// `drain` for the open HTTP connections.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_read_timeout: Duration,
     drain: Duration,
     shutdown: impl Future<Output = ()>,
+    stop: CancellationToken,
 ) {
-    let stop = CancellationToken::new();
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {

@@ -56,10 +56,12 @@ pub struct SessionControl {
 }
 
 impl SessionControl {
-    /// Asks the session to close with `code`; the first reason given wins.
-    pub fn close(&self, code: CloseCode, reason: impl Into<String>) {
-        let _first = self.reason.set((code, reason.into()));
+    /// Asks the session to close with `code`; the first reason given wins. Returns whether
+    /// this was the first.
+    pub fn close(&self, code: CloseCode, reason: impl Into<String>) -> bool {
+        let first = self.reason.set((code, reason.into())).is_ok();
         self.token.cancel();
+        first
     }
 
     /// Resolves once the session has been asked to close.
@@ -128,10 +130,11 @@ impl Outbox {
         match self.tx.try_send(item) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.control.close(
+                let closed = self.control.close(
                     CloseCode::SLOW_CONSUMER,
                     "outbox full: reconnect and resume",
                 );
+                crate::metrics::outbox_dropped(closed);
                 false
             }
             // The session is ending; it no longer needs anything.

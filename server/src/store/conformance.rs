@@ -758,6 +758,212 @@ pub(super) mod suite {
             .epoch;
         assert_ne!(old, new);
     }
+    /// A call record is inserted, then replaced by the same call id as the call goes on;
+    /// a room's records come back oldest first, other rooms' apart, an unknown room is
+    /// refused.
+    pub(in super::super) async fn call_records_are_inserted_and_updated(store: &dyn Store) {
+        use crate::store::{Attendance, CallRecord};
+        use triad_protocol::CallId;
+
+        set_up(store).await;
+        let trio = room("trio-1");
+        let stretch = |who: &str, joined_at, left_at| Attendance {
+            person: person(who),
+            joined_at,
+            left_at,
+        };
+        let mut first = CallRecord {
+            call: CallId("c-b".into()),
+            room: trio.clone(),
+            started_by: person("anna"),
+            started_at: 1_000,
+            ended_at: None,
+            attendance: vec![stretch("anna", 1_000, None)],
+        };
+        store.record_call(&first).await.expect("record a call");
+        assert_eq!(
+            store.call_records(&trio).await.expect("records"),
+            [first.clone()]
+        );
+
+        first.attendance.push(stretch("ben", 2_000, Some(3_000)));
+        first.attendance.push(stretch("ben", 4_000, None));
+        first.ended_at = Some(5_000);
+        first.attendance[0].left_at = Some(5_000);
+        first.attendance[2].left_at = Some(5_000);
+        store.record_call(&first).await.expect("update the call");
+        let second = CallRecord {
+            call: CallId("c-a".into()),
+            room: trio.clone(),
+            started_by: person("carla"),
+            started_at: 6_000,
+            ended_at: None,
+            attendance: vec![stretch("carla", 6_000, None)],
+        };
+        store
+            .record_call(&second)
+            .await
+            .expect("record another call");
+        let other = CallRecord {
+            call: CallId("c-c".into()),
+            room: room("commons"),
+            ..second.clone()
+        };
+        store
+            .record_call(&other)
+            .await
+            .expect("record in another room");
+
+        assert_eq!(
+            store.call_records(&trio).await.expect("records"),
+            [first, second]
+        );
+        assert_eq!(
+            store.call_records(&room("commons")).await.expect("records"),
+            std::slice::from_ref(&other)
+        );
+        let nowhere = CallRecord {
+            room: room("trio-9"),
+            ..other
+        };
+        assert!(matches!(
+            store.record_call(&nowhere).await,
+            Err(StoreError::UnknownRoom(_))
+        ));
+        assert!(matches!(
+            store.call_records(&room("trio-9")).await,
+            Err(StoreError::UnknownRoom(_))
+        ));
+    }
+
+    /// A room's events, exported from one store and restored into a fresh one, give the
+    /// same history, room state (but the new store's epoch), joined moderators and
+    /// de-duplication; read markers stay where they were and nothing reaches the sink. An
+    /// event that does not follow the room's last one, in seq or in time, or that repeats a
+    /// client message id, is refused and stores nothing.
+    pub(in super::super) async fn exported_events_restore_into_a_fresh_store(
+        source: &dyn Store,
+        target: &dyn Store,
+        target_sink: &Recorder,
+    ) {
+        set_up(source).await;
+        let trio = room("trio-1");
+        let (mona, olga) = (person("mona"), person("olga"));
+        say(source, "trio-1", "anna", "m-1").await;
+        say(source, "trio-1", "ben", "m-2").await;
+        for (moderator, joined) in [(&mona, true), (&olga, true), (&mona, false)] {
+            let event = source.set_moderator_joined(&trio, moderator, joined).await;
+            assert!(event.expect("join or leave").is_some());
+        }
+        say(source, "trio-1", "olga", "m-3").await;
+        say(source, "trio-2", "carla", "m-1").await;
+        let all = Page::Latest { limit: 1000 };
+        let exported = source.history(&trio, all).await.expect("history").events;
+        assert_eq!(exported.len(), 6);
+
+        set_up(target).await;
+        let epoch = target.room_state(&trio).await.expect("room state").epoch;
+        for event in &exported {
+            target.restore_event(event).await.expect("restore");
+        }
+        let restored = target.history(&trio, all).await.expect("history");
+        assert_eq!(restored.events, exported);
+        assert_eq!(restored.epoch, epoch, "the target's own epoch");
+        let state = target.room_state(&trio).await.expect("room state");
+        let source_state = source.room_state(&trio).await.expect("room state");
+        assert_eq!(
+            (state.epoch, state.last_seq, state.last_ts),
+            (epoch, source_state.last_seq, source_state.last_ts)
+        );
+        let record = target.room(&trio).await.expect("room").expect("the room");
+        assert_eq!(record.joined_moderators, vec![olga.clone()]);
+        for who in ["anna", "ben", "olga"] {
+            let marker = target.read_marker(&trio, &person(who)).await;
+            assert_eq!(marker.expect("marker"), 0, "{who}");
+        }
+        assert!(target_sink.seqs_in(&trio).is_empty());
+
+        // A send with a restored id is a duplicate of the restored message.
+        let retry = target
+            .append_message(&trio, &person("ben"), &msg("m-2"), "sent again")
+            .await
+            .expect("retry");
+        assert!(retry.duplicate);
+        assert_eq!(retry.event, exported[1]);
+
+        // Refusals: a gap, a repeat, a client message id already used, an older timestamp.
+        let last = exported[5].clone();
+        let gap = RoomEvent {
+            seq: 8,
+            ..last.clone()
+        };
+        let again = last.clone();
+        let reused = RoomEvent {
+            seq: 7,
+            body: EventBody::Message {
+                client_msg_id: msg("m-1"),
+                body: "again".into(),
+            },
+            ..last.clone()
+        };
+        let older = RoomEvent {
+            seq: 7,
+            ts: last.ts - 1,
+            body: EventBody::Message {
+                client_msg_id: msg("m-9"),
+                body: "from the past".into(),
+            },
+            ..last.clone()
+        };
+        for (what, event) in [
+            ("a gap", gap),
+            ("a repeat", again),
+            ("a reused id", reused),
+            ("an older ts", older),
+        ] {
+            let refused = target.restore_event(&event).await;
+            assert!(
+                matches!(refused, Err(StoreError::Conflict(_))),
+                "{what}: {refused:?}"
+            );
+        }
+        let nowhere = RoomEvent {
+            room: room("trio-9"),
+            ..last.clone()
+        };
+        assert!(matches!(
+            target.restore_event(&nowhere).await,
+            Err(StoreError::UnknownRoom(_))
+        ));
+        assert_eq!(
+            target.history(&trio, all).await.expect("history").events,
+            exported,
+            "the refusals stored nothing"
+        );
+        assert_eq!(target.room_state(&trio).await.expect("room state"), state);
+
+        // Live traffic goes on from the restored events.
+        let next = say(target, "trio-1", "anna", "m-4").await;
+        assert!(!next.duplicate);
+        assert_eq!(next.event.seq, 7);
+        assert!(next.event.ts >= last.ts);
+
+        // A moderator not assigned to the room joins nobody's list by a restored event.
+        let stray = RoomEvent {
+            room: room("trio-2"),
+            seq: 1,
+            ts: last.ts,
+            author: olga,
+            body: EventBody::ModeratorJoined,
+        };
+        target.restore_event(&stray).await.expect("restore");
+        let record = target.room(&room("trio-2")).await.expect("room");
+        assert_eq!(
+            record.expect("the room").joined_moderators,
+            Vec::<PersonId>::new()
+        );
+        assert_eq!(seqs_of_history(target, "trio-2").await, vec![1]);
+    }
 }
 
 mod embedded {
@@ -889,6 +1095,22 @@ mod embedded {
         let fresh = fresh();
         assert!(fresh.store.ready().await);
     }
+    #[tokio::test]
+    async fn call_records_are_inserted_and_updated() {
+        let fresh = fresh();
+        suite::call_records_are_inserted_and_updated(fresh.store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn exported_events_restore_into_a_fresh_store() {
+        let (source, target) = (fresh(), fresh());
+        suite::exported_events_restore_into_a_fresh_store(
+            source.store.as_ref(),
+            target.store.as_ref(),
+            &target.sink,
+        )
+        .await;
+    }
 }
 
 mod redis_backend {
@@ -902,7 +1124,7 @@ mod redis_backend {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use super::{Recorder, msg, person, room, suite};
+    use super::{Recorder, SINK_DEADLINE, msg, person, room, suite};
     use crate::store::redis::RedisStore;
     use crate::store::redis::testing::RedisProcess;
     use crate::store::{NoSink, Seq, SharedStore, Store};
@@ -940,7 +1162,8 @@ mod redis_backend {
         for id in rooms {
             fresh.store.watch_room(&room(id), true);
         }
-        fresh.store.watches_settled().await;
+        let settled = tokio::time::timeout(SINK_DEADLINE, fresh.store.watches_settled()).await;
+        assert!(settled.is_ok(), "the watches did not settle");
         fresh
     }
 
@@ -1065,7 +1288,12 @@ mod redis_backend {
         let (redis, url, opened) = (&redis, url.as_str(), &AtomicUsize::new(0));
         suite::data_survives_reopening(move || async move {
             if opened.fetch_add(1, Ordering::SeqCst) > 0 {
-                redis.lock().await.restart().await.expect("restart redis-server");
+                redis
+                    .lock()
+                    .await
+                    .restart()
+                    .await
+                    .expect("restart redis-server");
             }
             let store = RedisStore::open(url, Arc::new(NoSink))
                 .await
@@ -1081,6 +1309,23 @@ mod redis_backend {
         suite::fresh_stores_give_rooms_different_epochs(
             first.store.as_ref(),
             second.store.as_ref(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn call_records_are_inserted_and_updated() {
+        let fresh = fresh().await;
+        suite::call_records_are_inserted_and_updated(fresh.store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn exported_events_restore_into_a_fresh_store() {
+        let (source, target) = (fresh().await, fresh().await);
+        suite::exported_events_restore_into_a_fresh_store(
+            source.store.as_ref(),
+            target.store.as_ref(),
+            &target.sink,
         )
         .await;
     }

@@ -3,9 +3,10 @@
 //! Every write goes to one writer thread. It takes commands from a bounded channel, applies
 //! all that are waiting (up to [`BATCH_LIMIT`]) in one write transaction and commits once, so
 //! many concurrent appends cost few fsyncs. After the commit it hands the batch's new events
-//! to the [`EventSink`] in order, and only then answers each caller. If the commit fails,
-//! every caller of the batch gets [`StoreError::Unavailable`] and nothing is published; a
-//! command that is refused on its own (an unknown room) fails alone and the rest commit.
+//! to the [`EventSink`] in order (restored events excepted: a restore is not live traffic),
+//! and only then answers each caller. If the commit fails, every caller of the batch gets
+//! [`StoreError::Unavailable`] and nothing is published; a command that is refused on its
+//! own (an unknown room, a restored event out of sequence) fails alone and the rest commit.
 //!
 //! Reads open their own read transaction on the blocking pool and never wait for the writer.
 //!
@@ -15,7 +16,8 @@
 //! - `read_markers`: (person, room) to the last seq read;
 //! - `room_states`: room to (epoch, last_seq, last_ts); a room exists iff it has a state;
 //! - `rooms`: room to the JSON of its membership;
-//! - `people`: person to the JSON of their [`PersonInfo`].
+//! - `people`: person to the JSON of their [`PersonInfo`];
+//! - `calls`: (room, call id) to the JSON of a [`CallRecord`].
 
 use std::fmt::Display;
 use std::ops::Bound;
@@ -31,12 +33,13 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use triad_protocol::{
-    ClientMsgId, EventBody, PersonId, PersonInfo, RoomEvent, RoomId, RoomKind, Seq, Timestamp,
+    CallId, ClientMsgId, EventBody, PersonId, PersonInfo, RoomEvent, RoomId, RoomKind, Seq,
+    Timestamp,
 };
 
 use super::{
-    Appended, EventSink, HistoryPage, Page, Programme, RoomRecord, RoomState, Store, StoreError,
-    now_ms,
+    Appended, Attendance, CallRecord, EventSink, HistoryPage, Page, Programme, RoomRecord,
+    RoomState, Store, StoreError, now_ms,
 };
 
 /// How many commands may wait for the writer before callers wait to enqueue.
@@ -54,6 +57,7 @@ const READS: TableDefinition<(&str, &str), u64> = TableDefinition::new("read_mar
 const STATES: TableDefinition<&str, StateRow> = TableDefinition::new("room_states");
 const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
 const PEOPLE: TableDefinition<&str, &[u8]> = TableDefinition::new("people");
+const CALLS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("calls");
 
 /// The embedded backend: a single crash-safe file, every commit durable when it returns.
 ///
@@ -189,6 +193,11 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn restore_event(&self, event: &RoomEvent) -> Result<(), StoreError> {
+        let event = event.clone();
+        self.submit(|reply| Command::Restore { event, reply }).await
+    }
+
     async fn history(&self, room: &RoomId, page: Page) -> Result<HistoryPage, StoreError> {
         let room = room.clone();
         self.read(move |txn| read_history(txn, &room, page)).await
@@ -230,6 +239,16 @@ impl Store for EmbeddedStore {
 
     async fn ready(&self) -> bool {
         self.writer.is_alive() && !self.commands.is_closed()
+    }
+
+    async fn record_call(&self, record: &CallRecord) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.submit(|reply| Command::Call { record, reply }).await
+    }
+
+    async fn call_records(&self, room: &RoomId) -> Result<Vec<CallRecord>, StoreError> {
+        let room = room.clone();
+        self.read(move |txn| read_calls(txn, &room)).await
     }
 }
 
@@ -277,6 +296,10 @@ enum Command {
         joined: bool,
         reply: Reply<Option<RoomEvent>>,
     },
+    Restore {
+        event: RoomEvent,
+        reply: Reply<()>,
+    },
     Read {
         room: RoomId,
         person: PersonId,
@@ -287,6 +310,10 @@ enum Command {
         programme: Programme,
         reply: Reply<()>,
     },
+    Call {
+        record: CallRecord,
+        reply: Reply<()>,
+    },
 }
 
 impl Command {
@@ -295,8 +322,10 @@ impl Command {
         match self {
             Self::Append { reply, .. } => Done::failed(reply, message).answer(),
             Self::Moderator { reply, .. } => Done::failed(reply, message).answer(),
+            Self::Restore { reply, .. } => Done::failed(reply, message).answer(),
             Self::Read { reply, .. } => Done::failed(reply, message).answer(),
             Self::Programme { reply, .. } => Done::failed(reply, message).answer(),
+            Self::Call { reply, .. } => Done::failed(reply, message).answer(),
         }
     }
 }
@@ -367,8 +396,11 @@ impl<T> Done<T> {
 enum Applied {
     Append(Done<Appended>),
     Moderator(Done<Option<RoomEvent>>),
+    /// Not handed to the sink: a restored event is not live traffic.
+    Restore(Done<()>),
     Read(Done<Seq>),
     Programme(Done<()>),
+    Call(Done<()>),
 }
 
 impl Applied {
@@ -376,8 +408,10 @@ impl Applied {
         match self {
             Self::Append(done) => done.fatal(),
             Self::Moderator(done) => done.fatal(),
+            Self::Restore(done) => done.fatal(),
             Self::Read(done) => done.fatal(),
             Self::Programme(done) => done.fatal(),
+            Self::Call(done) => done.fatal(),
         }
     }
 
@@ -400,8 +434,10 @@ impl Applied {
         match self {
             Self::Append(done) => done.answer(),
             Self::Moderator(done) => done.answer(),
+            Self::Restore(done) => done.answer(),
             Self::Read(done) => done.answer(),
             Self::Programme(done) => done.answer(),
+            Self::Call(done) => done.answer(),
         }
     }
 
@@ -409,8 +445,10 @@ impl Applied {
         match self {
             Self::Append(done) => done.fail(message),
             Self::Moderator(done) => done.fail(message),
+            Self::Restore(done) => done.fail(message),
             Self::Read(done) => done.fail(message),
             Self::Programme(done) => done.fail(message),
+            Self::Call(done) => done.fail(message),
         }
     }
 }
@@ -498,6 +536,7 @@ struct WriteTables<'txn> {
     states: Table<'txn, &'static str, StateRow>,
     rooms: Table<'txn, &'static str, &'static [u8]>,
     people: Table<'txn, &'static str, &'static [u8]>,
+    calls: Table<'txn, (&'static str, &'static str), &'static [u8]>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -509,6 +548,7 @@ impl<'txn> WriteTables<'txn> {
             states: txn.open_table(STATES)?,
             rooms: txn.open_table(ROOMS)?,
             people: txn.open_table(PEOPLE)?,
+            calls: txn.open_table(CALLS)?,
         })
     }
 
@@ -535,6 +575,10 @@ impl<'txn> WriteTables<'txn> {
                 let result = self.set_moderator(&room, &moderator, joined);
                 Applied::Moderator(Done { reply, result })
             }
+            Command::Restore { event, reply } => {
+                let result = self.restore(&event);
+                Applied::Restore(Done { reply, result })
+            }
             Command::Read {
                 room,
                 person,
@@ -547,6 +591,10 @@ impl<'txn> WriteTables<'txn> {
             Command::Programme { programme, reply } => {
                 let result = self.apply_programme(programme);
                 Applied::Programme(Done { reply, result })
+            }
+            Command::Call { record, reply } => {
+                let result = self.record_call(&record);
+                Applied::Call(Done { reply, result })
             }
         }
     }
@@ -620,6 +668,53 @@ impl<'txn> WriteTables<'txn> {
         Ok(Some(event))
     }
 
+    /// Writes an exported event as it is, with its effects on the room; see
+    /// [`Store::restore_event`].
+    fn restore(&mut self, event: &RoomEvent) -> Result<(), Failure> {
+        let room = &event.room;
+        let state = existing_state(&self.states, room)?;
+        check_restorable(&state, event)?;
+        if let Some(id) = event.body.client_msg_id() {
+            let stored = self.dedup.get((room.as_str(), id.as_str()))?;
+            if let Some(seq) = stored.map(|seq| seq.value()) {
+                return Err(StoreError::Conflict(format!(
+                    "{room}: message {id} of event {} is already stored as event {seq}",
+                    event.seq
+                ))
+                .into());
+            }
+        }
+        let moderators = match &event.body {
+            EventBody::Message { .. } => None,
+            EventBody::ModeratorJoined | EventBody::ModeratorLeft => {
+                let mut record = read_room(&self.rooms, room)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("room {room} has a state but no record"))
+                })?;
+                let author = &event.author;
+                let joined = record.joined_moderators.contains(author);
+                if event.body == EventBody::ModeratorLeft {
+                    record.joined_moderators.retain(|id| id != author);
+                } else if !joined && record.moderators.contains(author) {
+                    record.joined_moderators.push(author.clone());
+                }
+                Some(encode(&StoredRoom::from(&record))?)
+            }
+        };
+        let state = RoomState {
+            epoch: state.epoch,
+            last_seq: event.seq,
+            last_ts: Some(event.ts),
+        };
+        self.put_event(event, &state)?;
+        if let Some(id) = event.body.client_msg_id() {
+            self.dedup.insert((room.as_str(), id.as_str()), event.seq)?;
+        }
+        if let Some(stored_room) = moderators {
+            self.rooms.insert(room.as_str(), stored_room.as_slice())?;
+        }
+        Ok(())
+    }
+
     fn set_read(&mut self, room: &RoomId, person: &PersonId, seq: Seq) -> Result<Seq, Failure> {
         let state = existing_state(&self.states, room)?;
         let key = (person.as_str(), room.as_str());
@@ -680,6 +775,16 @@ impl<'txn> WriteTables<'txn> {
         Ok(())
     }
 
+    fn record_call(&mut self, record: &CallRecord) -> Result<(), Failure> {
+        existing_state(&self.states, &record.room)?;
+        let stored = encode(&StoredCall::from(record))?;
+        self.calls.insert(
+            (record.room.as_str(), record.call.as_str()),
+            stored.as_slice(),
+        )?;
+        Ok(())
+    }
+
     /// Writes a new event and its room's new state.
     fn put_event(&mut self, event: &RoomEvent, state: &RoomState) -> Result<(), Failure> {
         let bytes = encode(event)?;
@@ -688,6 +793,24 @@ impl<'txn> WriteTables<'txn> {
         self.states.insert(event.room.as_str(), state_row(state))?;
         Ok(())
     }
+}
+
+/// Refuses a restored event that does not follow the room's last one, in seq or in time.
+fn check_restorable(state: &RoomState, event: &RoomEvent) -> Result<(), StoreError> {
+    let room = &event.room;
+    if Some(event.seq) != state.last_seq.checked_add(1) {
+        return Err(StoreError::Conflict(format!(
+            "{room}: event {} does not follow the room's last event {}",
+            event.seq, state.last_seq
+        )));
+    }
+    if state.last_ts.is_some_and(|last| event.ts < last) {
+        return Err(StoreError::Conflict(format!(
+            "{room}: event {} is older than the room's last event",
+            event.seq
+        )));
+    }
+    Ok(())
 }
 
 /// The room's next event and its state after it. Timestamps never go back within a room.
@@ -750,6 +873,63 @@ impl StoredRoom {
             members: self.members,
             moderators: self.moderators,
             joined_moderators: self.joined_moderators,
+        }
+    }
+}
+
+/// A call record as stored; the room and call id are the key.
+#[derive(Serialize, Deserialize)]
+struct StoredCall {
+    started_by: PersonId,
+    started_at: Timestamp,
+    ended_at: Option<Timestamp>,
+    attendance: Vec<StoredAttendance>,
+}
+
+/// One stretch of a person's time in a call, as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredAttendance {
+    person: PersonId,
+    joined_at: Timestamp,
+    left_at: Option<Timestamp>,
+}
+
+impl From<&CallRecord> for StoredCall {
+    fn from(record: &CallRecord) -> Self {
+        Self {
+            started_by: record.started_by.clone(),
+            started_at: record.started_at,
+            ended_at: record.ended_at,
+            attendance: record
+                .attendance
+                .iter()
+                .map(|a| StoredAttendance {
+                    person: a.person.clone(),
+                    joined_at: a.joined_at,
+                    left_at: a.left_at,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl StoredCall {
+    fn into_record(self, room: RoomId, call: CallId) -> CallRecord {
+        CallRecord {
+            call,
+            room,
+            started_by: self.started_by,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            attendance: self
+                .attendance
+                .into_iter()
+                .map(|a| Attendance {
+                    person: a.person,
+                    joined_at: a.joined_at,
+                    left_at: a.left_at,
+                })
+                .collect(),
         }
     }
 }
@@ -825,6 +1005,25 @@ fn read_programme(txn: &ReadTransaction) -> Result<Programme, StoreError> {
         programme.rooms.push(stored.into_record(id));
     }
     Ok(programme)
+}
+
+fn read_calls(txn: &ReadTransaction, room: &RoomId) -> Result<Vec<CallRecord>, StoreError> {
+    existing_state(&txn.open_table(STATES).map_err(storage)?, room)?;
+    let calls = txn.open_table(CALLS).map_err(storage)?;
+    let key = room.as_str();
+    let mut records = Vec::new();
+    // Every call id of the room: ids are ASCII, so they sort below U+10FFFF.
+    for entry in calls
+        .range((key, "")..=(key, "\u{10ffff}"))
+        .map_err(storage)?
+    {
+        let (id, value) = entry.map_err(storage)?;
+        let stored: StoredCall = decode(value.value(), "call")?;
+        let call = CallId(id.value().1.to_owned());
+        records.push(stored.into_record(room.clone(), call));
+    }
+    records.sort_by_key(|record| record.started_at);
+    Ok(records)
 }
 
 fn read_history(

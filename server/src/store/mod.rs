@@ -1,5 +1,5 @@
 //! History and state: one [`Store`] trait, with an embedded backend ([`embedded`], the
-//! default: one durable file) and, later, a Redis backend.
+//! default: one durable file) and a Redis backend ([`redis`]) that several nodes share.
 //!
 //! The store owns sequence numbers: `append` assigns a room's next `seq` and persists the
 //! event atomically with a de-duplication record for its `client_msg_id`, so a retried send
@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use triad_protocol::{
-    ClientMsgId, Epoch, PersonId, PersonInfo, RoomEvent, RoomId, RoomKind, Seq, Timestamp,
+    CallId, ClientMsgId, Epoch, PersonId, PersonInfo, RoomEvent, RoomId, RoomKind, Seq, Timestamp,
 };
 
 /// Why the store could not do what was asked.
@@ -35,6 +35,10 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The write does not fit what is stored (a restored event that does not follow the
+    /// room's last one); nothing was stored.
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 /// A room and who may be in it, as the programme defines it.
@@ -106,6 +110,36 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// A call as kept for attendance and reports: when it started and ended, and each
+/// participant's time in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// The call.
+    pub call: CallId,
+    /// Its room.
+    pub room: RoomId,
+    /// Who started it.
+    pub started_by: PersonId,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended; `None` while it goes on.
+    pub ended_at: Option<Timestamp>,
+    /// Each stretch of a person's time in the call, in the order they joined (a person who
+    /// left and came back has several).
+    pub attendance: Vec<Attendance>,
+}
+
+/// One stretch of a person's time in a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attendance {
+    /// Who.
+    pub person: PersonId,
+    /// When they joined.
+    pub joined_at: Timestamp,
+    /// When they left (or their lost connection was last seen); `None` while in the call.
+    pub left_at: Option<Timestamp>,
+}
+
 /// Receives events once they are durable, in sequence order per room.
 pub trait EventSink: Send + Sync + 'static {
     /// Called once per stored event. Must not block.
@@ -155,6 +189,17 @@ pub trait Store: Send + Sync + 'static {
         joined: bool,
     ) -> Result<Option<RoomEvent>, StoreError>;
 
+    /// Writes an event exactly as it was exported from a store (same room, seq, ts, author
+    /// and body), for restoring a backup. The room's last seq must be `event.seq - 1` and
+    /// its last timestamp not after `event.ts`; otherwise [`StoreError::Conflict`], and
+    /// nothing is stored. Its effects on the room are applied with it: a message's
+    /// `client_msg_id` is recorded for de-duplication (a message restored with an id
+    /// already recorded in the room is a conflict), `moderator_joined` adds the author to
+    /// the joined moderators if assigned to the room, `moderator_left` removes them, and the
+    /// room's last seq and timestamp advance. Read markers do not move, and the event is
+    /// not handed to the sink: a restore is not live traffic.
+    async fn restore_event(&self, event: &RoomEvent) -> Result<(), StoreError>;
+
     /// Reads a page of history.
     async fn history(&self, room: &RoomId, page: Page) -> Result<HistoryPage, StoreError>;
 
@@ -172,11 +217,30 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the backend can serve requests now (for `/readyz`).
     async fn ready(&self) -> bool;
 
+    /// Inserts a call record, or replaces the one with the same call id.
+    async fn record_call(&self, _record: &CallRecord) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "call records are not supported by this store".into(),
+        ))
+    }
+
+    /// The call records of a room, oldest first.
+    async fn call_records(&self, _room: &RoomId) -> Result<Vec<CallRecord>, StoreError> {
+        Err(StoreError::Unavailable(
+            "call records are not supported by this store".into(),
+        ))
+    }
+
     /// This node starts (`true`) or stops having local sessions in `room`. A shared backend
     /// delivers a room's events to the sink only while it is watched; an embedded one
     /// delivers everything anyway. Must not block: the hub calls it under a room's lock so
     /// calls for one room arrive in order.
     fn watch_room(&self, _room: &RoomId, _watching: bool) {}
+
+    /// Waits (briefly, bounded) until every `watch_room` so far is in effect, so that every
+    /// event stored from now on reaches the sink. Sessions call it after entering rooms and
+    /// before reading where the rooms stand.
+    async fn settle_watches(&self) {}
 }
 
 /// A shared store handle.

@@ -48,6 +48,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.request_rate_per_second = 1000;
     config.request_burst = 1000;
     config.shutdown_timeout = Duration::from_secs(2);
+    config.drain_delay = Duration::ZERO;
     config
 }
 

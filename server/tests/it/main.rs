@@ -2,5 +2,6 @@
 //! temporary folder, driven over real websockets. One test binary for the crate.
 
 mod bad_input;
+mod calls;
 mod chat;
 mod harness;

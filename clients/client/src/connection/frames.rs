@@ -147,6 +147,36 @@ impl Connection {
                 self.events.push(ClientEvent::Read { room, seq, unread });
             }
             ServerMessage::Joined { .. } | ServerMessage::Left { .. } => self.observe(&message),
+            ServerMessage::CallState { call } => self.events.push(ClientEvent::CallState(call)),
+            ServerMessage::CallSignal {
+                call,
+                from,
+                person,
+                signal,
+            } => {
+                self.events.push(ClientEvent::CallSignal {
+                    call,
+                    from,
+                    person,
+                    signal,
+                });
+            }
+            ServerMessage::CallEnded {
+                call,
+                room,
+                reason,
+                ended_by,
+            } => {
+                self.events.push(ClientEvent::CallEnded {
+                    call,
+                    room,
+                    reason,
+                    ended_by,
+                });
+            }
+            ServerMessage::IceServers(servers) => {
+                self.events.push(ClientEvent::IceServers(servers));
+            }
             ServerMessage::Error {
                 code,
                 message,

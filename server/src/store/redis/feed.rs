@@ -13,6 +13,10 @@
 //! every watched room and catches each up from its position through the stream. Events of
 //! rooms that are not watched are never handed on.
 //!
+//! A position belongs to the room's epoch. If the epoch changes (Redis lost its data and
+//! the programme was applied again), the feed follows the room from the start of its new
+//! history; it notices on resuming and whenever a message is at or below the position.
+//!
 //! Events stored between a `watch` and the moment its subscription is in effect are not
 //! delivered by the feed; a session replays history after entering a room and fills any
 //! gap from the store, so none is lost to it. [`Feed::settled`] waits for that moment.
@@ -27,7 +31,7 @@ use redis::streams::StreamRangeReply;
 use redis::{Msg, RedisResult};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
-use triad_protocol::{RoomEvent, RoomId, Seq};
+use triad_protocol::{Epoch, RoomEvent, RoomId, Seq};
 
 use super::keys::{self, RoomKeys};
 use super::records::{decode, event_of_entry};
@@ -35,7 +39,7 @@ use super::{RedisOptions, timed};
 use crate::store::{EventSink, StoreError};
 
 /// How many events one catch-up read asks for.
-const CATCH_UP_BATCH: u64 = 512;
+const CATCH_UP_BATCH: usize = 512;
 
 /// The store's handle on its feed task; dropping it stops the task.
 pub(super) struct Feed {
@@ -120,6 +124,15 @@ impl Feed {
     }
 }
 
+/// Where the feed stands in a watched room.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    /// The room's epoch when last read (`None`: the room did not exist yet).
+    epoch: Option<Epoch>,
+    /// The last seq handed to the sink (or skipped as corrupt).
+    seq: Seq,
+}
+
 /// Why a pub/sub connection was given up.
 type Lost = String;
 
@@ -132,8 +145,8 @@ struct FeedTask {
     shared: Arc<Shared>,
     applied: watch::Sender<u64>,
     options: RedisOptions,
-    /// Watched rooms and the last seq handed to the sink (`None` until first read).
-    rooms: HashMap<RoomId, Option<Seq>>,
+    /// Watched rooms and their positions (`None` until first read).
+    rooms: HashMap<RoomId, Option<Position>>,
     /// The generation of the wishes taken so far.
     taken: u64,
 }
@@ -166,7 +179,9 @@ impl FeedTask {
     /// Connects, resumes every watched room, then follows messages and wishes until the
     /// connection fails. Sets `following` once the connection is in use.
     async fn follow(&mut self, following: &mut bool) -> Lost {
-        let pubsub = match self.timed("connect for pub/sub", self.client.get_async_pubsub()).await
+        let pubsub = match self
+            .timed("connect for pub/sub", self.client.get_async_pubsub())
+            .await
         {
             Ok(pubsub) => pubsub,
             Err(err) => return err.to_string(),
@@ -208,7 +223,7 @@ impl FeedTask {
         }
         let rooms: Vec<RoomId> = self.rooms.keys().cloned().collect();
         for room in rooms {
-            self.catch_up(&room, None).await?;
+            self.resume_room(&room).await?;
         }
         self.applied.send_replace(self.taken);
         Ok(())
@@ -220,9 +235,10 @@ impl FeedTask {
             let channel = keys::channel(&room);
             if watching {
                 self.timed("subscribe", sink.subscribe(&channel)).await?;
-                self.catch_up(&room, None).await?;
+                self.resume_room(&room).await?;
             } else {
-                self.timed("unsubscribe", sink.unsubscribe(&channel)).await?;
+                self.timed("unsubscribe", sink.unsubscribe(&channel))
+                    .await?;
             }
         }
         self.applied.send_replace(self.taken);
@@ -264,47 +280,90 @@ impl FeedTask {
             // Not watched (any more), or its position is still to be read.
             return Ok(());
         };
-        let event: RoomEvent = match decode::<RoomEvent>(message.get_payload_bytes(), "published event") {
+        let event = match decode::<RoomEvent>(message.get_payload_bytes(), "published event") {
             Ok(event) if event.room == room => event,
             Ok(_) | Err(_) => {
                 tracing::warn!(%room, "an undecodable event was published; reading the stream");
-                return self.catch_up(&room, None).await;
+                return self.read_stream(&room, None).await;
             }
         };
-        if event.seq <= position {
-            return Ok(());
+        if event.seq <= position.seq {
+            // Already handed on (read from the stream first), unless history was reset.
+            return self.check_epoch(&room, position).await;
         }
-        if event.seq > position + 1 {
-            self.catch_up(&room, Some(event.seq - 1)).await?;
+        if event.seq > position.seq + 1 {
+            self.read_stream(&room, Some(event.seq - 1)).await?;
         }
         self.deliver(&event);
         Ok(())
     }
 
-    /// Hands the room's stored events after its position (up to `until`, or all) to the
-    /// sink; a room whose position is unknown gets it set to its `last_seq` instead.
-    async fn catch_up(&mut self, room: &RoomId, until: Option<Seq>) -> Result<(), Lost> {
-        let room_keys = RoomKeys::of(room);
+    /// A newly watched room starts at its `last_seq`; a room watched before catches up
+    /// from its position, or from the start if its history was reset (its epoch changed,
+    /// as when Redis lost its data).
+    async fn resume_room(&mut self, room: &RoomId) -> Result<(), Lost> {
         let Some(&known) = self.rooms.get(room) else {
             return Ok(());
         };
-        let Some(mut position) = known else {
-            let mut conn = self.conn.clone();
-            let last: Option<Seq> = self
-                .timed(
-                    "read a room's position",
-                    redis::cmd("HGET")
-                        .arg(&room_keys.state)
-                        .arg("last_seq")
-                        .query_async(&mut conn),
-                )
-                .await?;
-            self.rooms.insert(room.clone(), Some(last.unwrap_or(0)));
+        let (epoch, last_seq) = self.read_state(room).await?;
+        match known {
+            None => {
+                let start = Position {
+                    epoch,
+                    seq: last_seq.unwrap_or(0),
+                };
+                self.rooms.insert(room.clone(), Some(start));
+                Ok(())
+            }
+            Some(position) => {
+                if position.epoch != epoch {
+                    if position.epoch.is_some() {
+                        tracing::warn!(%room, "the room's history was reset; following it anew");
+                    }
+                    let start = Position { epoch, seq: 0 };
+                    self.rooms.insert(room.clone(), Some(start));
+                }
+                self.read_stream(room, None).await
+            }
+        }
+    }
+
+    /// Follows the room anew from the start of its history if its epoch changed.
+    async fn check_epoch(&mut self, room: &RoomId, position: Position) -> Result<(), Lost> {
+        let (epoch, _) = self.read_state(room).await?;
+        if epoch == position.epoch {
             return Ok(());
-        };
+        }
+        tracing::warn!(%room, "the room's history was reset; following it anew");
+        self.rooms
+            .insert(room.clone(), Some(Position { epoch, seq: 0 }));
+        self.read_stream(room, None).await
+    }
+
+    /// The room's epoch and last seq, if it exists.
+    async fn read_state(&self, room: &RoomId) -> Result<(Option<Epoch>, Option<Seq>), Lost> {
+        let mut conn = self.conn.clone();
+        self.timed(
+            "read a room's position",
+            redis::cmd("HMGET")
+                .arg(RoomKeys::of(room).state)
+                .arg("epoch")
+                .arg("last_seq")
+                .query_async(&mut conn),
+        )
+        .await
+    }
+
+    /// Hands the room's stored events after its position, up to `until` or all, to the
+    /// sink.
+    async fn read_stream(&mut self, room: &RoomId, until: Option<Seq>) -> Result<(), Lost> {
+        let events_key = RoomKeys::of(room).events;
         let end = until.map_or_else(|| "+".to_owned(), keys::entry_id);
         loop {
-            if until.is_some_and(|until| position >= until) {
+            let Some(&Some(position)) = self.rooms.get(room) else {
+                return Ok(());
+            };
+            if until.is_some_and(|until| position.seq >= until) {
                 return Ok(());
             }
             let mut conn = self.conn.clone();
@@ -312,29 +371,27 @@ impl FeedTask {
                 .timed(
                     "catch up from the stream",
                     redis::cmd("XRANGE")
-                        .arg(&room_keys.events)
-                        .arg(keys::entry_id(position + 1))
+                        .arg(&events_key)
+                        .arg(keys::entry_id(position.seq + 1))
                         .arg(&end)
                         .arg("COUNT")
                         .arg(CATCH_UP_BATCH)
                         .query_async(&mut conn),
                 )
                 .await?;
-            let full = page.ids.len() as u64 == CATCH_UP_BATCH;
             for entry in &page.ids {
                 match event_of_entry(entry) {
                     Ok(event) if event.room == *room => self.deliver(&event),
                     Ok(_) | Err(_) => {
                         tracing::error!(%room, entry = %entry.id, "a stored event is corrupt; skipped");
                         if let Some(seq) = keys::seq_of_entry(&entry.id) {
-                            self.rooms.insert(room.clone(), Some(seq));
+                            self.advance(room, seq);
                         }
                     }
                 }
             }
-            match self.rooms.get(room) {
-                Some(Some(now)) if full && *now > position => position = *now,
-                _ => return Ok(()),
+            if page.ids.len() < CATCH_UP_BATCH {
+                return Ok(());
             }
         }
     }
@@ -342,7 +399,13 @@ impl FeedTask {
     /// Hands one event to the sink and moves its room's position.
     fn deliver(&mut self, event: &RoomEvent) {
         self.sink.publish(event);
-        self.rooms.insert(event.room.clone(), Some(event.seq));
+        self.advance(&event.room, event.seq);
+    }
+
+    fn advance(&mut self, room: &RoomId, seq: Seq) {
+        if let Some(Some(position)) = self.rooms.get_mut(room) {
+            position.seq = seq;
+        }
     }
 
     async fn ping(&self, sink: &mut PubSubSink) -> Result<(), Lost> {

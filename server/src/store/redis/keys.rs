@@ -11,6 +11,7 @@
 //! | `triad:{room:<id>}:reads` | hash | person to their read marker |
 //! | `triad:{room:<id>}:record` | string | the room's kind, title, members and moderators (JSON) |
 //! | `triad:{room:<id>}:joined` | list | assigned moderators who joined and have not left, in joining order |
+//! | `triad:{room:<id>}:calls` | hash | call id to the JSON of the room's call record (start, end, attendance) |
 //!
 //! The room's events are published on the channel `triad:{room:<id>}:live` by the script
 //! that stores them. Programme-wide keys, each in its own slot: `triad:people` (hash: person
@@ -45,6 +46,8 @@ pub(super) struct RoomKeys {
     pub record: String,
     /// `…:joined`: the joined moderators.
     pub joined: String,
+    /// `…:calls`: call id to call record.
+    pub calls: String,
     /// `…:live`: the channel its new events are published on.
     pub channel: String,
 }
@@ -60,6 +63,7 @@ impl RoomKeys {
             reads: key("reads"),
             record: key("record"),
             joined: key("joined"),
+            calls: key("calls"),
             channel: channel(room),
         }
     }
@@ -103,6 +107,7 @@ mod tests {
             &keys.reads,
             &keys.record,
             &keys.joined,
+            &keys.calls,
         ] {
             assert!(key.starts_with("triad:{room:trio-1}:"), "{key}");
         }

@@ -2,12 +2,14 @@
 //! stored events over pub/sub. Several nodes share one Redis; every key of a room is
 //! hash-tagged with the room, so Redis Cluster can shard rooms.
 //!
-//! - [`keys`]: the key layout and the channel names;
-//! - [`scripts`]: the Lua scripts (append, moderator join/leave, read marker, room update);
-//! - [`records`]: the JSON stored for events, rooms and people;
-//! - [`feed`]: the task that follows the watched rooms' channels and hands their events to
+//! - `keys`: the key layout and the channel names;
+//! - `scripts`: the Lua scripts (append, moderator join/leave, read marker, room update,
+//!   restore of an exported event, call record);
+//! - `records`: the JSON stored for events, rooms, people and call records;
+//! - `feed`: the task that follows the watched rooms' channels and hands their events to
 //!   the [`EventSink`];
-//! - `testing`: [`RedisProcess`](testing::RedisProcess), a real `redis-server` for tests.
+//! - `testing`: `RedisProcess`, a real `redis-server` for tests (tests and the `testing`
+//!   feature only).
 //!
 //! All callers share one multiplexed connection that reconnects by itself; the feed has its
 //! own pub/sub connection. Every request has a deadline ([`RedisOptions::command_timeout`]):
@@ -24,6 +26,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,14 +35,19 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::StreamRangeReply;
 use redis::{ErrorKind, RedisError, RedisResult, Value};
-use triad_protocol::{ClientMsgId, EventBody, PersonId, PersonInfo, RoomEvent, RoomId, Seq};
+use triad_protocol::{
+    CallId, ClientMsgId, EventBody, PersonId, PersonInfo, RoomEvent, RoomId, Seq,
+};
 
 use self::feed::Feed;
 use self::keys::RoomKeys;
-use self::records::{StoredRoom, decode, encode, event_of_entry, event_without_position};
-use self::scripts::Reply;
+use self::records::{
+    StoredCall, StoredRoom, decode, encode, event_of_entry, event_without_position,
+};
+use self::scripts::{Effect, Reply};
 use super::{
-    Appended, EventSink, HistoryPage, Page, Programme, RoomRecord, RoomState, Store, StoreError,
+    Appended, CallRecord, EventSink, HistoryPage, Page, Programme, RoomRecord, RoomState, Store,
+    StoreError,
 };
 
 /// How the Redis backend talks to Redis.
@@ -159,6 +167,16 @@ impl RedisStore {
 
 #[async_trait]
 impl Store for RedisStore {
+    async fn settle_watches(&self) {
+        let settled = self.watches_settled();
+        if tokio::time::timeout(self.options.command_timeout, settled)
+            .await
+            .is_err()
+        {
+            tracing::warn!("room subscriptions not in effect in time; gaps fill on the next event");
+        }
+    }
+
     async fn programme(&self) -> Result<Programme, StoreError> {
         let mut conn = self.conn();
         let (people, room_ids): (Vec<String>, Vec<String>) = self
@@ -184,11 +202,26 @@ impl Store for RedisStore {
             ids.push(RoomId::new(id).map_err(|err| StoreError::Corrupt(err.to_string()))?);
         }
         ids.sort();
-        for id in ids {
-            let record = self.read_room(&id).await?.ok_or_else(|| {
+        if ids.is_empty() {
+            return Ok(programme);
+        }
+        // Every room in one round trip (a pipeline, not a transaction).
+        let mut request = redis::pipe();
+        for id in &ids {
+            let keys = RoomKeys::of(id);
+            request.cmd("GET").arg(&keys.record);
+            request.cmd("LRANGE").arg(&keys.joined).arg(0).arg(-1);
+        }
+        let mut replies: Vec<Value> = self
+            .call("read the rooms", request.query_async(&mut conn))
+            .await?;
+        for (n, id) in ids.into_iter().enumerate() {
+            let record: Option<String> = parse_reply(replies.get_mut(2 * n), "room")?;
+            let joined: Vec<String> = parse_reply(replies.get_mut(2 * n + 1), "room")?;
+            let record = record.ok_or_else(|| {
                 StoreError::Corrupt(format!("room {id} is listed but has no record"))
             })?;
-            programme.rooms.push(record);
+            programme.rooms.push(room_record(id, &record, joined)?);
         }
         Ok(programme)
     }
@@ -226,10 +259,7 @@ impl Store for RedisStore {
         }
         // Listed last, so a listed room always has its record and state.
         if !rooms.is_empty() {
-            let ids: Vec<&str> = rooms
-                .iter()
-                .map(|(record, _)| record.id.as_str())
-                .collect();
+            let ids: Vec<&str> = rooms.iter().map(|(record, _)| record.id.as_str()).collect();
             let mut conn = self.conn();
             self.call(
                 "list the rooms",
@@ -325,6 +355,45 @@ impl Store for RedisStore {
             Reply::Stored(json) => Ok(Some(decode(json.as_bytes(), "event")?)),
             Reply::Unchanged => Ok(None),
             Reply::UnknownRoom => Err(StoreError::UnknownRoom(room.clone())),
+            Reply::NoRecord => Err(StoreError::Corrupt(format!(
+                "room {room} has a state but no record"
+            ))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn restore_event(&self, event: &RoomEvent) -> Result<(), StoreError> {
+        let room = &event.room;
+        let json = encode(event)?;
+        let effect = match &event.body {
+            EventBody::Message { client_msg_id, .. } => Effect::Message(client_msg_id.as_str()),
+            EventBody::ModeratorJoined => Effect::Joined,
+            EventBody::ModeratorLeft => Effect::Left,
+        };
+        let keys = RoomKeys::of(room);
+        let reply = self
+            .call(
+                "restore an event",
+                scripts::restore(self.conn(), &keys, event, &json, effect),
+            )
+            .await?
+            .reply()?;
+        match reply {
+            Reply::Written => Ok(()),
+            Reply::UnknownRoom => Err(StoreError::UnknownRoom(room.clone())),
+            Reply::OutOfSequence(last) => Err(StoreError::Conflict(format!(
+                "{room}: event {} does not follow the room's last event {last}",
+                event.seq
+            ))),
+            Reply::Older => Err(StoreError::Conflict(format!(
+                "{room}: event {} is older than the room's last event",
+                event.seq
+            ))),
+            Reply::IdTaken(seq) => Err(StoreError::Conflict(format!(
+                "{room}: message {} of event {} is already stored as event {seq}",
+                event.body.client_msg_id().map_or("", ClientMsgId::as_str),
+                event.seq
+            ))),
             Reply::NoRecord => Err(StoreError::Corrupt(format!(
                 "room {room} has a state but no record"
             ))),
@@ -450,12 +519,53 @@ impl Store for RedisStore {
     async fn ready(&self) -> bool {
         let mut conn = self.conn();
         let pong = self
-            .call(
-                "ping",
-                redis::cmd("PING").query_async::<String>(&mut conn),
-            )
+            .call("ping", redis::cmd("PING").query_async::<String>(&mut conn))
             .await;
         pong.is_ok()
+    }
+
+    async fn record_call(&self, record: &CallRecord) -> Result<(), StoreError> {
+        let json = encode(&StoredCall::of(record))?;
+        let keys = RoomKeys::of(&record.room);
+        let reply = self
+            .call(
+                "store a call record",
+                scripts::record_call(self.conn(), &keys, &record.call, &json),
+            )
+            .await?
+            .reply()?;
+        match reply {
+            Reply::Written => Ok(()),
+            Reply::UnknownRoom => Err(StoreError::UnknownRoom(record.room.clone())),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn call_records(&self, room: &RoomId) -> Result<Vec<CallRecord>, StoreError> {
+        let keys = RoomKeys::of(room);
+        let mut conn = self.conn();
+        let (exists, calls): (bool, HashMap<String, String>) = self
+            .call(
+                "read call records",
+                redis::pipe()
+                    .cmd("EXISTS")
+                    .arg(&keys.state)
+                    .cmd("HGETALL")
+                    .arg(&keys.calls)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        if !exists {
+            return Err(StoreError::UnknownRoom(room.clone()));
+        }
+        let mut records = Vec::with_capacity(calls.len());
+        for (call, json) in calls {
+            let stored: StoredCall = decode(json.as_bytes(), "call")?;
+            records.push(stored.into_record(room.clone(), CallId(call)));
+        }
+        // Oldest first; calls started in the same millisecond by call id.
+        records.sort_by(|a, b| (a.started_at, &a.call.0).cmp(&(b.started_at, &b.call.0)));
+        Ok(records)
     }
 
     fn watch_room(&self, room: &RoomId, watching: bool) {
@@ -502,9 +612,9 @@ fn parse_reply<T: redis::FromRedisValue>(
     reply: Option<&mut Value>,
     what: &str,
 ) -> Result<T, StoreError> {
-    let value = reply.map(std::mem::take).ok_or_else(|| {
-        StoreError::Unavailable(format!("Redis gave no reply for the {what}"))
-    })?;
+    let value = reply
+        .map(std::mem::take)
+        .ok_or_else(|| StoreError::Unavailable(format!("Redis gave no reply for the {what}")))?;
     redis::from_redis_value(value).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
 }
 
@@ -513,7 +623,8 @@ fn room_record(id: RoomId, record: &str, joined: Vec<String>) -> Result<RoomReco
     let stored: StoredRoom = decode(record.as_bytes(), "room")?;
     let mut moderators = Vec::with_capacity(joined.len());
     for moderator in joined {
-        moderators.push(PersonId::new(moderator).map_err(|err| StoreError::Corrupt(err.to_string()))?);
+        moderators
+            .push(PersonId::new(moderator).map_err(|err| StoreError::Corrupt(err.to_string()))?);
     }
     Ok(stored.into_record(id, moderators))
 }
@@ -541,14 +652,18 @@ pub(super) async fn timed<T>(
     match tokio::time::timeout(deadline, request).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(store_error(what, &err)),
-        Err(_) => Err(StoreError::Unavailable(format!(
-            "{what}: no answer from Redis within {} ms",
-            deadline.as_millis()
-        ))),
+        Err(_) => {
+            crate::metrics::redis_error();
+            Err(StoreError::Unavailable(format!(
+                "{what}: no answer from Redis within {} ms",
+                deadline.as_millis()
+            )))
+        }
     }
 }
 
 fn store_error(what: &str, err: &RedisError) -> StoreError {
+    crate::metrics::redis_error();
     let corrupt = matches!(
         err.kind(),
         ErrorKind::UnexpectedReturnType | ErrorKind::Parse

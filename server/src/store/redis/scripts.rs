@@ -10,6 +10,9 @@
 //! - [`SET_READ`]: moves a read marker forward, never past the room's last seq.
 //! - [`APPLY_ROOM`]: writes a room's record; creates its state (epoch from the Redis clock)
 //!   if it is new, otherwise keeps its history and the joined moderators still assigned.
+//! - [`RESTORE`]: stores an exported event as it is (its seq must follow the room's last
+//!   one), with its effect on the dedup hash or the joined moderators; publishes nothing.
+//! - [`RECORD_CALL`]: inserts or replaces a call record of an existing room.
 //!
 //! Sequence numbers are `last_seq + 1`; timestamps come from the Redis clock (`TIME`, the
 //! one clock every node shares) and never go back within a room. Scripts answer with an
@@ -19,7 +22,7 @@ use std::sync::LazyLock;
 
 use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
-use triad_protocol::{PersonId, Seq};
+use triad_protocol::{CallId, PersonId, RoomEvent, Seq};
 
 use super::keys::RoomKeys;
 use crate::store::StoreError;
@@ -111,12 +114,58 @@ end
 return {'kept'}
 "#;
 
+/// `KEYS`: state, events, dedup, record, joined. `ARGV`: seq, ts, the event's JSON, its
+/// client message id (empty unless a message), its effect (`message`, `joined` or `left`),
+/// its author.
+pub(super) const RESTORE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown'} end
+local state = redis.call('HMGET', KEYS[1], 'last_seq', 'last_ts')
+local last_seq = tonumber(state[1]) or 0
+if tonumber(ARGV[1]) ~= last_seq + 1 then
+  return {'out_of_sequence', string.format('%d', last_seq)}
+end
+local last_ts = tonumber(state[2])
+if last_ts and tonumber(ARGV[2]) < last_ts then return {'older'} end
+local effect = ARGV[5]
+if effect == 'message' then
+  local seen = redis.call('HGET', KEYS[3], ARGV[4])
+  if seen then return {'id_taken', seen} end
+elseif redis.call('EXISTS', KEYS[4]) == 0 then
+  return {'no_record'}
+end
+redis.call('XADD', KEYS[2], '0-' .. ARGV[1], 'e', ARGV[3])
+redis.call('HSET', KEYS[1], 'last_seq', ARGV[1], 'last_ts', ARGV[2])
+if effect == 'message' then
+  redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
+elseif effect == 'left' then
+  redis.call('LREM', KEYS[5], 0, ARGV[6])
+elseif redis.call('LPOS', KEYS[5], ARGV[6]) == false then
+  local record = cjson.decode(redis.call('GET', KEYS[4]))
+  for _, id in ipairs(record.moderators) do
+    if id == ARGV[6] then
+      redis.call('RPUSH', KEYS[5], ARGV[6])
+      break
+    end
+  end
+end
+return {'written'}
+"#;
+
+/// `KEYS`: state, calls. `ARGV`: the call id, the record's JSON.
+pub(super) const RECORD_CALL: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown'} end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return {'written'}
+"#;
+
 static APPEND_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{ADD_EVENT}{APPEND}")));
 static MODERATOR_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{ADD_EVENT}{MODERATOR}")));
 static SET_READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SET_READ));
 static APPLY_ROOM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_ROOM));
+static RESTORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RESTORE));
+static RECORD_CALL_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RECORD_CALL));
 
 /// What a script did.
 #[derive(Debug, PartialEq, Eq)]
@@ -137,6 +186,14 @@ pub(super) enum Reply {
     Marker(Seq),
     /// The room was created, or it existed and was updated.
     Applied,
+    /// A restored event or a call record was written.
+    Written,
+    /// The restored event's seq does not follow the room's last seq, given.
+    OutOfSequence(Seq),
+    /// The restored event is older than the room's last event.
+    Older,
+    /// The restored message's client message id is already stored, with the seq given.
+    IdTaken(Seq),
 }
 
 impl Reply {
@@ -161,6 +218,10 @@ impl Reply {
             "unchanged" => Self::Unchanged,
             "marker" => Self::Marker(seq(payload()?)?),
             "created" | "kept" => Self::Applied,
+            "written" => Self::Written,
+            "out_of_sequence" => Self::OutOfSequence(seq(payload()?)?),
+            "older" => Self::Older,
+            "id_taken" => Self::IdTaken(seq(payload()?)?),
             other => return Err(corrupt(&format!("unexpected script reply {other:?}"))),
         })
     }
@@ -254,4 +315,61 @@ pub(super) async fn apply_room(
         invocation.arg(moderator.as_str());
     }
     invocation.invoke_async(&mut conn).await.map(Raw)
+}
+
+/// What a restored event does to its room besides taking the next seq.
+pub(super) enum Effect<'a> {
+    /// A message: its client message id is recorded.
+    Message(&'a str),
+    /// A moderator joined.
+    Joined,
+    /// A moderator left.
+    Left,
+}
+
+/// Runs [`RESTORE`] for `event`, already encoded as `json`.
+pub(super) async fn restore(
+    mut conn: ConnectionManager,
+    keys: &RoomKeys,
+    event: &RoomEvent,
+    json: &str,
+    effect: Effect<'_>,
+) -> RedisResult<Raw> {
+    let (client_msg_id, effect) = match effect {
+        Effect::Message(id) => (id, "message"),
+        Effect::Joined => ("", "joined"),
+        Effect::Left => ("", "left"),
+    };
+    RESTORE_SCRIPT
+        .key(&keys.state)
+        .key(&keys.events)
+        .key(&keys.dedup)
+        .key(&keys.record)
+        .key(&keys.joined)
+        .arg(event.seq.to_string())
+        .arg(event.ts.to_string())
+        .arg(json)
+        .arg(client_msg_id)
+        .arg(effect)
+        .arg(event.author.as_str())
+        .invoke_async(&mut conn)
+        .await
+        .map(Raw)
+}
+
+/// Runs [`RECORD_CALL`].
+pub(super) async fn record_call(
+    mut conn: ConnectionManager,
+    keys: &RoomKeys,
+    call: &CallId,
+    json: &str,
+) -> RedisResult<Raw> {
+    RECORD_CALL_SCRIPT
+        .key(&keys.state)
+        .key(&keys.calls)
+        .arg(call.as_str())
+        .arg(json)
+        .invoke_async(&mut conn)
+        .await
+        .map(Raw)
 }

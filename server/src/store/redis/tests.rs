@@ -71,11 +71,13 @@ async fn say(store: &RedisStore, room_id: &str, id: &str) -> Seq {
         .seq
 }
 
-/// A plain connection, for what a test does behind the store's back.
+/// A plain connection without a response timeout, for what a test does behind the
+/// store's back.
 async fn raw(redis: &RedisProcess) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
     redis::Client::open(redis.url.as_str())
         .expect("client")
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .expect("connect")
 }
@@ -164,9 +166,17 @@ async fn the_feed_and_the_store_come_back_after_redis_restarts() {
 
     redis.stop();
     let refused = store
-        .append_message(&room("trio-1"), &person("anna"), &ClientMsgId("m-2".into()), "x")
+        .append_message(
+            &room("trio-1"),
+            &person("anna"),
+            &ClientMsgId("m-2".into()),
+            "x",
+        )
         .await;
-    assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
     assert!(!store.ready().await);
 
     redis.restart().await.expect("restart redis-server");
@@ -226,7 +236,10 @@ async fn a_stalled_redis_gives_unavailable_within_the_timeout() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let stalled = store.room_state(&room("trio-1")).await;
-    assert!(matches!(stalled, Err(StoreError::Unavailable(_))), "{stalled:?}");
+    assert!(
+        matches!(stalled, Err(StoreError::Unavailable(_))),
+        "{stalled:?}"
+    );
     assert!(started.elapsed() < Duration::from_millis(1500));
     assert!(!store.ready().await);
     sleeper.await.expect("join").expect("DEBUG SLEEP");
@@ -244,4 +257,48 @@ async fn opening_an_unreachable_redis_fails() {
     assert!(started.elapsed() < Duration::from_secs(2));
     let invalid = RedisStore::open("not a url", Arc::new(NoSink)).await;
     assert!(matches!(invalid, Err(StoreError::Unavailable(_))));
+}
+
+#[tokio::test]
+async fn the_feed_follows_a_room_whose_history_was_reset() {
+    let redis = RedisProcess::start().await.expect("start redis-server");
+    let sink = Arc::new(Recorder::default());
+    let store = open(&redis, sink.clone()).await;
+    store.watch_room(&room("trio-1"), true);
+    store.watches_settled().await;
+    say(&store, "trio-1", "old-1").await;
+    say(&store, "trio-1", "old-2").await;
+    sink.wait_for(&room("trio-1"), 2).await;
+    let old_epoch = store
+        .room_state(&room("trio-1"))
+        .await
+        .expect("state")
+        .epoch;
+
+    let mut conn = raw(&redis).await;
+    let () = redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+    // Epochs are milliseconds of the Redis clock: let it move on.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store
+        .apply_programme(&two_rooms())
+        .await
+        .expect("apply the programme again");
+    let new_epoch = store
+        .room_state(&room("trio-1"))
+        .await
+        .expect("state")
+        .epoch;
+    assert_ne!(new_epoch, old_epoch);
+    assert_eq!(say(&store, "trio-1", "new-1").await, 1);
+    assert_eq!(say(&store, "trio-1", "new-2").await, 2);
+    sink.wait_for(&room("trio-1"), 4).await;
+    let ids: Vec<String> = sink
+        .events()
+        .iter()
+        .filter_map(|event| event.body.client_msg_id().map(|id| id.0.clone()))
+        .collect();
+    assert_eq!(ids, ["old-1", "old-2", "new-1", "new-2"]);
 }

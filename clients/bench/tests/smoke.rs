@@ -1,0 +1,1 @@
+//! Smoke run of the generator (filled in below).

@@ -1,0 +1,177 @@
+// Starts the real server and a real headless Chromium for the web client's tests.
+//
+// The server binary comes from TRIAD_SERVER_BIN (`cargo xtask test` builds it and sets it),
+// by default target/debug/triad-server. Each server gets a fresh data folder with the demo
+// roster imported, listens on a free port, and is killed when the tests end.
+
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+import { chromium } from 'playwright-core';
+
+const run = promisify(execFile);
+const here = dirname(fileURLToPath(import.meta.url));
+export const workspace = resolve(here, '../..');
+export const screenshots = join(workspace, 'target/screenshots');
+
+const SERVER_BIN = resolve(
+  process.env.TRIAD_SERVER_BIN ?? join(workspace, 'target/debug/triad-server'),
+);
+const CHROMIUM = process.env.TRIAD_CHROMIUM ?? '/usr/bin/chromium';
+const SECRET = 'browser-tests-secret-0123456789abcdef';
+
+/** The demo programme's people, by id. */
+export const NAMES = {
+  'anna.jensen': 'Anna Jensen',
+  'marco.rossi': 'Marco Rossi',
+  'rhian.evans': 'Rhian Evans',
+  'lars.nielsen': 'Lars Nielsen',
+  'giulia.bianchi': 'Giulia Bianchi',
+  'owen.price': 'Owen Price',
+  'sara.moderator': 'Sara Lind',
+};
+
+/** A server process on a fresh copy of the demo programme. */
+export class Server {
+  /** @param {{child: import('node:child_process').ChildProcess, url: string, data: string}} parts */
+  constructor({ child, url, data }) {
+    this.child = child;
+    this.url = url;
+    this.data = data;
+  }
+
+  static async start() {
+    if (!existsSync(SERVER_BIN)) {
+      throw new Error(
+        `server binary not found at ${SERVER_BIN}: build it (cargo build -p triad-server) or set TRIAD_SERVER_BIN`,
+      );
+    }
+    const data = await mkdtemp(join(tmpdir(), 'triad-browser-'));
+    const common = ['--data-dir', data, '--jwt-secret', SECRET];
+    await run(SERVER_BIN, ['import', join(workspace, 'server/demo-roster.toml'), ...common]);
+    const child = spawn(
+      SERVER_BIN,
+      [
+        'serve',
+        '--listen',
+        '127.0.0.1:0',
+        ...common,
+        // The tests seed history quickly; the client's own retries are exercised elsewhere.
+        '--send-rate-per-second',
+        '1000',
+        '--send-burst',
+        '1000',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { ...process.env, RUST_LOG: process.env.TRIAD_TEST_LOG ?? 'warn' },
+      },
+    );
+    const lines = createInterface({
+      input: /** @type {import('node:stream').Readable} */ (child.stdout),
+    });
+    const addr = await new Promise((resolveAddr, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error('the server did not start within 30 s')),
+        30_000,
+      );
+      child.once('exit', (code) =>
+        reject(new Error(`the server exited (${code}) before listening`)),
+      );
+      lines.on('line', (line) => {
+        const match = /^triad-server listening on (\S+)/.exec(line);
+        if (match) {
+          clearTimeout(timer);
+          resolveAddr(match[1]);
+        }
+      });
+    });
+    return new Server({ child, url: `http://${addr}`, data });
+  }
+
+  /**
+   * A token for a person, minted by the server's own command.
+   * @param {string} person
+   */
+  async token(person) {
+    const { stdout } = await run(SERVER_BIN, [
+      'token',
+      '--person',
+      person,
+      '--jwt-secret',
+      SECRET,
+      '--data-dir',
+      this.data,
+    ]);
+    return stdout.trim();
+  }
+
+  /**
+   * The sign-in link for a person.
+   * @param {string} person
+   */
+  async signInLink(person) {
+    return `${this.url}/#token=${await this.token(person)}`;
+  }
+
+  async stop() {
+    if (this.child.exitCode === null) {
+      const exited = new Promise((done) => this.child.once('exit', done));
+      this.child.kill('SIGKILL');
+      await exited;
+    }
+    await rm(this.data, { recursive: true, force: true });
+  }
+}
+
+/** Headless Chromium, with the flags calls will need. */
+export async function launchBrowser() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error('chromium not found: install it (Debian: apt-get install chromium)');
+  }
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream',
+      '--allow-loopback-in-peer-connection',
+    ],
+  });
+}
+
+/**
+ * A person's own browser (a new context: its own storage) with the app open and signed in.
+ * Page errors are collected in `errors`.
+ * @param {import('playwright-core').Browser} browser
+ * @param {Server} server
+ * @param {string} person
+ * @param {{width: number, height: number}} [viewport]
+ */
+export async function openAs(browser, server, person, viewport = { width: 1366, height: 768 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  /** @type {string[]} */
+  const errors = [];
+  page.on('pageerror', (err) => errors.push(String(err)));
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(message.text());
+  });
+  await page.goto(await server.signInLink(person));
+  await page
+    .locator('#signed-in-as')
+    .filter({ hasText: NAMES[person] })
+    .waitFor({ state: 'attached' });
+  return { context, page, errors, person };
+}
+
+export async function screenshotDir() {
+  await mkdir(screenshots, { recursive: true });
+  return screenshots;
+}
