@@ -139,10 +139,11 @@ fn test() -> anyhow::Result<()> {
 /// Chromium against the real server (`tests/browser`, node's test runner).
 fn browser_tests() -> anyhow::Result<()> {
     node_version().context(
-        "the web client's tests need Node.js 20 or newer with npm \
-         (https://nodejs.org, or Debian: apt-get install nodejs npm)",
+        "the web client's tests need Node.js 20 or newer, with npm (install both, then retry)",
     )?;
-    run("cargo", &["build", "-p", "triad-server", "--locked"])?;
+    // Every binary, with the features the whole workspace enables (as the tests were
+    // built), so nothing is compiled a second time with other features.
+    run("cargo", &["build", "--workspace", "--bins", "--locked"])?;
     let server = target_dir().join("debug/triad-server");
     let tests = root().join("tests/browser");
     let installed = tests.join("node_modules/.package-lock.json");
