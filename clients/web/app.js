@@ -2,14 +2,15 @@
 /**
  * Triad's web client: signs in with the token from the sign-in link, keeps one websocket to
  * the server, and wires the parts together: the rooms (`rooms.js`), the rooms list
- * (`roomlist.js`), the open room (`chat.js`), the message form (`composer.js`) and the
- * messages on their way (`outbox.js`).
+ * (`roomlist.js`), the open room (`chat.js`), the message form (`composer.js`), the
+ * messages on their way (`outbox.js`) and the room's video call (`call.js`).
  *
  * The sign-in link carries the token in the URL fragment (`/#token=…`), which never reaches
  * the server's logs. The page keeps it in `sessionStorage` for this tab and removes it from the
  * address bar.
  */
 
+import { CallView } from './call.js';
 import { ChatView, PAGE_SIZE } from './chat.js';
 import { Composer } from './composer.js';
 import { Connection, ProtocolError } from './connection.js';
@@ -92,6 +93,7 @@ function main() {
       book.welcome(welcome);
       byId('signed-in-as').textContent = `Signed in as ${welcome.person.name}`;
       openRoom(pickRoom());
+      calls.welcome(welcome);
       outbox.resume();
       sayPresence();
     },
@@ -99,6 +101,7 @@ function main() {
     onStatus: (state, reason) => {
       document.body.dataset.connection = state;
       if (state === 'reconnecting') {
+        calls.socketLost();
         if (!status.firstChild) status.append(bannerText('Reconnecting…'));
       } else if (state === 'ended') {
         sessionStorage.removeItem(TOKEN_KEY);
@@ -173,6 +176,12 @@ function main() {
       },
     },
   });
+  const calls = new CallView({
+    connection,
+    book,
+    button: /** @type {HTMLButtonElement} */ (byId('call-button')),
+    panel: byId('call'),
+  });
   const composer = new Composer(/** @type {HTMLFormElement} */ (byId('composer')), {
     connection,
     outbox,
@@ -216,7 +225,8 @@ function main() {
         console.warn(`triad: ${frame.code}: ${frame.message}`);
         break;
       default:
-        // Calls (call_state, call_signal, call_ended, ice_servers) will be handled here.
+        // Calls: call_state, call_signal, call_ended, ice_servers.
+        calls.onPush(frame);
         break;
     }
   }
@@ -240,6 +250,7 @@ function main() {
     if (chat.room !== room || !room?.loaded) chat.open(room);
     composer.show(room);
     list.select(room?.id ?? null);
+    calls.show(room);
     document.title = room ? `${room.title} · Triad` : 'Triad';
   }
 
@@ -265,7 +276,10 @@ function main() {
   async function join(room) {
     try {
       const answer = await connection.request({ type: 'join', room: room.id });
-      if (answer.type === 'joined') book.joined(answer.room);
+      if (answer.type === 'joined') {
+        book.joined(answer.room);
+        calls.roomInfo(answer.room);
+      }
       if (chat.room === room) openRoom(room);
     } catch (err) {
       const message = err instanceof ProtocolError ? err.message : 'the connection was lost';
@@ -337,6 +351,12 @@ function main() {
       dropConnection: () => connection.drop(),
       get status() {
         return connection.status;
+      },
+      call: {
+        stats: () => calls.stats(),
+        get session() {
+          return calls.active?.session ?? null;
+        },
       },
     },
   });

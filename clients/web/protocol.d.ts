@@ -658,7 +658,11 @@ joined: boolean,
 /**
  * The people of the room, with their presence (moderators who have joined included).
  */
-members: Array<MemberInfo>, };
+members: Array<MemberInfo>,
+/**
+ * The room's call in progress, if any (later changes come as `call_state`).
+ */
+call?: CallState | null, };
 
 /**
  * The kind of a room.

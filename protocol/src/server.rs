@@ -142,6 +142,9 @@ pub struct RoomInfo {
     pub joined: bool,
     /// The people of the room, with their presence (moderators who have joined included).
     pub members: Vec<MemberInfo>,
+    /// The room's call in progress, if any (later changes come as `call_state`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallState>,
 }
 
 /// The answer to `hello`.

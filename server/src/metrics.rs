@@ -25,7 +25,7 @@
 //! | `triad_gaps_filled_total` | counter | gaps in a room's live stream that a session filled from the store |
 //! | `triad_redis_errors_total` | counter | Redis requests that failed: refused, dropped, timed out or answered unexpectedly |
 //! | `triad_calls` | gauge | calls in progress on this node |
-//! | `triad_call_participants` | gauge | sessions of this node in a call |
+//! | `triad_call_participants` | gauge | participants of this node's calls (one whose connection dropped counts during its grace period) |
 //! | `triad_calls_started_total` | counter | calls started on this node |
 //! | `triad_draining` | gauge | 1 from the shutdown signal until the server has stopped, else 0 |
 //! | `triad_drain_closed_sessions_total` | counter | sessions told to reconnect elsewhere (1001) by a drain |

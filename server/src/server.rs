@@ -141,6 +141,10 @@ impl Server {
                     "draining: not ready, still serving"
                 );
                 tokio::time::sleep(delay).await;
+                tracing::info!(
+                    sessions = gateway.sessions.len(),
+                    "draining: closing the listener, then the sessions with 1001"
+                );
             }
         };
         let serving = http::serve::serve(
@@ -153,10 +157,6 @@ impl Server {
         );
         let closing = async {
             gateway.shutdown.cancelled().await;
-            tracing::info!(
-                sessions = gateway.sessions.len(),
-                "draining: listener closed, closing sessions with 1001"
-            );
             gateway.sessions.close();
             tokio::time::timeout(config.shutdown_timeout, gateway.sessions.wait()).await
         };

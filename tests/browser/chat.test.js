@@ -342,6 +342,77 @@ describe('the web client', { timeout: 120_000 }, () => {
     await context.close();
   });
 
+  test('each room event is taken once and in order, and a gap is filled from history', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${server.url}/`);
+    const taken = await page.evaluate(async () => {
+      const { RoomBook } = await import('/app/rooms.js');
+      /** @param {number} seq */
+      const event = (seq) => ({
+        room: 'trio-1',
+        seq,
+        ts: 1_763_900_000_000 + seq,
+        author: 'marco.rossi',
+        kind: /** @type {const} */ ('message'),
+        client_msg_id: `m-${seq}`,
+        body: `message ${seq}`,
+      });
+      /** @type {number[]} */
+      const asked = [];
+      const book = new RoomBook(async (room, after) => {
+        asked.push(after);
+        return { room, epoch: 7, has_more: false, events: [after + 1, after + 2].map(event) };
+      });
+      /** @type {number[]} */
+      const seen = [];
+      book.listen((change) => {
+        if (change.type === 'events') seen.push(...change.events.map((e) => e.seq));
+      });
+      const limits = {
+        max_frame_bytes: 131072,
+        max_body_bytes: 16384,
+        max_page_size: 200,
+        send_rate_per_second: 5,
+        send_burst: 30,
+        typing_ttl_secs: 6,
+      };
+      const person = {
+        id: 'anna.jensen',
+        name: 'Anna Jensen',
+        role: /** @type {const} */ ('head'),
+        region: 'vejle',
+        school: 'Rosenvang Skole',
+        time_zone: 'Europe/Copenhagen',
+      };
+      const info = {
+        id: 'trio-1',
+        kind: /** @type {const} */ ('trio'),
+        title: 'Trio 1',
+        epoch: 7,
+        last_seq: 0,
+        read_seq: 0,
+        unread: 0,
+        joined: true,
+        members: [],
+      };
+      book.welcome({ protocol: 'triad.v1', session: 's1', person, rooms: [info], limits, token_expires_at: 0 });
+      book.push(event(1));
+      book.push(event(1)); // a duplicate
+      book.push(event(4)); // beyond a gap: 2 and 3 come from history
+      await new Promise((done) => setTimeout(done, 0));
+      book.push(event(3)); // already taken
+      book.push(event(5));
+      const room = book.rooms.get('trio-1');
+      return { seen, asked, seq: room?.seq, resume: book.resumePoints() };
+    });
+    assert.deepEqual(taken.seen, [1, 2, 3, 4, 5]);
+    assert.deepEqual(taken.asked, [1]);
+    assert.equal(taken.seq, 5);
+    assert.deepEqual(taken.resume, [{ room: 'trio-1', epoch: 7, seq: 5 }]);
+    await context.close();
+  });
+
   test('screenshots at a laptop and a phone size', async () => {
     const dir = await screenshotDir();
     const [anna, rhian, marco] = await Promise.all([
@@ -358,6 +429,8 @@ describe('the web client', { timeout: 120_000 }, () => {
     for (const who of [anna, rhian]) {
       await who.page.locator('#typing', { hasText: 'Marco is typing…' }).waitFor();
     }
+    // The open room is read by now.
+    await roomEntry(anna, 'trio-1').and(anna.page.locator('[data-unread="0"]')).waitFor();
     await anna.page.screenshot({ path: join(dir, 'chat-laptop.png') });
     // The rooms list is folded into a menu on a phone.
     assert.equal(await rhian.page.locator('#rooms').isVisible(), false);

@@ -23,6 +23,10 @@ export const screenshots = join(workspace, 'target/screenshots');
 const SERVER_BIN = resolve(
   process.env.TRIAD_SERVER_BIN ?? join(workspace, 'target/debug/triad-server'),
 );
+/** The call agent (`triad-call`), for calls between a browser and webrtc-rs. */
+export const CALL_BIN = resolve(
+  process.env.TRIAD_CALL_BIN ?? join(workspace, 'target/debug/triad-call'),
+);
 const CHROMIUM = process.env.TRIAD_CHROMIUM ?? '/usr/bin/chromium';
 const SECRET = 'browser-tests-secret-0123456789abcdef';
 

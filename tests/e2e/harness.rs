@@ -17,7 +17,12 @@ pub const SECRET: &str = "e2e-secret-0123456789abcdef0123456789";
 /// The server program built for these tests.
 pub fn program() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_triad-node"));
-    command.env("RUST_LOG", std::env::var("TRIAD_TEST_LOG").unwrap_or_else(|_| "warn".into())).kill_on_drop(true);
+    command
+        .env(
+            "RUST_LOG",
+            std::env::var("TRIAD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .kill_on_drop(true);
     command
 }
 
@@ -66,9 +71,23 @@ impl Node {
     pub async fn start_on(redis_url: &str, data: &Path) -> Self {
         let mut command = program();
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--store", redis_url, "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                redis_url,
+                "--data-dir",
+            ])
             .arg(data)
-            .args(["--jwt-secret", SECRET, "--send-rate-per-second", "1000", "--send-burst", "1000"])
+            .args([
+                "--jwt-secret",
+                SECRET,
+                "--send-rate-per-second",
+                "1000",
+                "--send-burst",
+                "1000",
+            ])
             .args(["--heartbeat-ms", "300"]);
         Self::spawn(command).await
     }
@@ -76,7 +95,12 @@ impl Node {
     /// Imports the demo programme into a Redis store.
     pub async fn import_into(redis_url: &str) {
         let status = program()
-            .args(["import", demo_roster().to_str().unwrap(), "--store", redis_url])
+            .args([
+                "import",
+                demo_roster().to_str().unwrap(),
+                "--store",
+                redis_url,
+            ])
             .args(["--jwt-secret", SECRET])
             .stdout(Stdio::null())
             .status()

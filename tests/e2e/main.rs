@@ -5,6 +5,8 @@ mod backup;
 mod balancer;
 mod cluster;
 mod demo;
+mod deploy;
+mod drain;
 mod harness;
 mod nodes;
 mod scrape;

@@ -19,7 +19,9 @@ fn trio() -> RoomId {
 }
 
 async fn redis() -> RedisProcess {
-    RedisProcess::start().await.expect("redis-server starts (Debian: apt-get install redis-server)")
+    RedisProcess::start()
+        .await
+        .expect("redis-server starts (Debian: apt-get install redis-server)")
 }
 
 fn messages(events: &[triad_client::RoomEvent]) -> Vec<(u64, String)> {
@@ -50,28 +52,42 @@ async fn http_status(addr: std::net::SocketAddr, path: &str) -> u16 {
         .await
         .expect("an HTTP answer")
         .unwrap();
-    response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status line")
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status line")
 }
 
 /// A raw websocket signed in as `person`, for seeing the exact answer to one request.
-struct Raw(tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>);
+struct Raw(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
 
 impl Raw {
     async fn signed_in(node: &Node, person: &str) -> Self {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut request = node.url().into_client_request().unwrap();
-        request.headers_mut().insert("Sec-WebSocket-Protocol", PROTOCOL_VERSION.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", PROTOCOL_VERSION.parse().unwrap());
         let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
         let mut raw = Self(ws);
         let hello = serde_json::json!({"type": "hello", "token": token(person)});
-        assert!(matches!(raw.call(1, hello).await, ServerMessage::Welcome(_)));
+        assert!(matches!(
+            raw.call(1, hello).await,
+            ServerMessage::Welcome(_)
+        ));
         raw
     }
 
     /// Sends a request with id `id` and returns its answer.
     async fn call(&mut self, id: u64, mut request: serde_json::Value) -> ServerMessage {
         request["id"] = id.into();
-        self.0.send(Message::text(request.to_string())).await.unwrap();
+        self.0
+            .send(Message::text(request.to_string()))
+            .await
+            .unwrap();
         loop {
             let next = tokio::time::timeout(Duration::from_secs(20), self.0.next()).await;
             let Ok(Some(Ok(Message::Text(text)))) = next else {
@@ -107,7 +123,10 @@ async fn trio_members_on_two_nodes_chat_see_presence_and_typing() {
 
     // Messages from both nodes reach everyone, in one order.
     let mut sent = Vec::new();
-    for (i, client) in [&anna, &marco, &rhian, &marco, &anna].into_iter().enumerate() {
+    for (i, client) in [&anna, &marco, &rhian, &marco, &anna]
+        .into_iter()
+        .enumerate()
+    {
         let body = format!("across nodes {i}");
         sent.push((client.send(&trio(), &body).await.unwrap().seq, body));
     }
@@ -122,12 +141,23 @@ async fn trio_members_on_two_nodes_chat_see_presence_and_typing() {
     // (through the bus) may come in either order.
     let (mut saw_join, mut saw_presence) = (false, false);
     while !(saw_join && saw_presence) {
-        match wait_for(&mut anna_events, |e| matches!(e, ClientEvent::Event(_) | ClientEvent::Presence { .. })).await {
+        match wait_for(&mut anna_events, |e| {
+            matches!(e, ClientEvent::Event(_) | ClientEvent::Presence { .. })
+        })
+        .await
+        {
             ClientEvent::Event(event) => {
-                assert_eq!((event.author.as_str(), &event.body), ("sara.moderator", &EventBody::ModeratorJoined));
+                assert_eq!(
+                    (event.author.as_str(), &event.body),
+                    ("sara.moderator", &EventBody::ModeratorJoined)
+                );
                 saw_join = true;
             }
-            ClientEvent::Presence { room, person, status } => {
+            ClientEvent::Presence {
+                room,
+                person,
+                status,
+            } => {
                 saw_presence |= room.as_str() == "trio-1"
                     && person.as_str() == "sara.moderator"
                     && status == PresenceStatus::Online;
@@ -135,9 +165,15 @@ async fn trio_members_on_two_nodes_chat_see_presence_and_typing() {
             _ => unreachable!(),
         }
     }
-    let ack = sara.send(&trio(), "Hello from your moderator").await.unwrap();
+    let ack = sara
+        .send(&trio(), "Hello from your moderator")
+        .await
+        .unwrap();
     let got = room_events(&mut rhian_events, "trio-1", 2).await;
-    assert_eq!(messages(&got).last(), Some(&(ack.seq, "Hello from your moderator".to_string())));
+    assert_eq!(
+        messages(&got).last(),
+        Some(&(ack.seq, "Hello from your moderator".to_string()))
+    );
 
     // Marco leaves: Anna sees him go offline.
     marco.close().await;
@@ -164,24 +200,47 @@ async fn clients_of_a_killed_node_resume_on_the_other_with_nothing_lost_or_doubl
     let mut acked = Vec::new();
     for i in 0..10 {
         let client = if i % 2 == 0 { &anna } else { &marco };
-        acked.push(client.send(&trio(), &format!("before {i}")).await.unwrap().seq);
+        acked.push(
+            client
+                .send(&trio(), &format!("before {i}"))
+                .await
+                .unwrap()
+                .seq,
+        );
     }
     a.kill().await;
     // Both keep sending while their node is gone; the client library retries.
     for i in 0..10 {
         let client = if i % 2 == 0 { &rhian } else { &marco };
-        acked.push(client.send(&trio(), &format!("after {i}")).await.unwrap().seq);
+        acked.push(
+            client
+                .send(&trio(), &format!("after {i}"))
+                .await
+                .unwrap()
+                .seq,
+        );
     }
     let last = *acked.iter().max().unwrap();
     assert_eq!(acked.len(), 20);
-    assert_eq!(acked.iter().collect::<BTreeSet<_>>().len(), 20, "no send was stored twice");
+    assert_eq!(
+        acked.iter().collect::<BTreeSet<_>>().len(),
+        20,
+        "no send was stored twice"
+    );
 
     // Everyone ends with the same, complete history, each event once.
     for events in [&mut anna_events, &mut rhian_events, &mut marco_events] {
-        let seqs: Vec<u64> = room_events(events, "trio-1", last as usize).await.iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = room_events(events, "trio-1", last as usize)
+            .await
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
     }
-    let history = anna.history(&trio(), None, Some(0), Some(200)).await.unwrap();
+    let history = anna
+        .history(&trio(), None, Some(0), Some(200))
+        .await
+        .unwrap();
     assert_eq!(history.events.len() as u64, last);
 
     // Node A sends no more heartbeats: its people expire from the others' presence.
@@ -195,7 +254,9 @@ async fn clients_of_a_killed_node_resume_on_the_other_with_nothing_lost_or_doubl
 #[tokio::test]
 async fn sends_fail_clearly_while_redis_is_down_and_land_once_when_it_returns() {
     let aof = tempfile::tempdir().unwrap();
-    let mut redis = RedisProcess::start_with_aof(aof.path()).await.expect("redis-server starts");
+    let mut redis = RedisProcess::start_with_aof(aof.path())
+        .await
+        .expect("redis-server starts");
     Node::import_into(&redis.url).await;
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start_on(&redis.url, dir.path()).await;
@@ -206,13 +267,21 @@ async fn sends_fail_clearly_while_redis_is_down_and_land_once_when_it_returns() 
     let mut raw = Raw::signed_in(&node, "marco.rossi").await;
 
     redis.stop();
-    assert_eq!(http_status(node.addr, "/readyz").await, 503, "not ready without Redis");
+    assert_eq!(
+        http_status(node.addr, "/readyz").await,
+        503,
+        "not ready without Redis"
+    );
     let outage = tokio::spawn({
         let anna = anna.clone();
         async move {
             let mut acks = Vec::new();
             for i in 0..5 {
-                acks.push(anna.send(&trio(), &format!("during the outage {i}")).await.unwrap());
+                acks.push(
+                    anna.send(&trio(), &format!("during the outage {i}"))
+                        .await
+                        .unwrap(),
+                );
             }
             acks
         }
@@ -223,20 +292,40 @@ async fn sends_fail_clearly_while_redis_is_down_and_land_once_when_it_returns() 
         other => panic!("a send without Redis was answered with {other:?}"),
     }
     let ping = serde_json::json!({"type": "ping"});
-    assert_eq!(raw.call(3, ping).await, ServerMessage::Pong, "the connection stays open");
+    assert_eq!(
+        raw.call(3, ping).await,
+        ServerMessage::Pong,
+        "the connection stays open"
+    );
 
-    redis.restart().await.expect("redis-server restarts with its AOF");
-    let acks = tokio::time::timeout(Duration::from_secs(60), outage).await.expect("sends land").unwrap();
+    redis
+        .restart()
+        .await
+        .expect("redis-server restarts with its AOF");
+    let acks = tokio::time::timeout(Duration::from_secs(60), outage)
+        .await
+        .expect("sends land")
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while http_status(node.addr, "/readyz").await != 200 {
         assert!(Instant::now() < deadline, "ready again after Redis returns");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let history = anna.history(&trio(), None, Some(0), Some(200)).await.unwrap();
+    let history = anna
+        .history(&trio(), None, Some(0), Some(200))
+        .await
+        .unwrap();
     let stored: Vec<(u64, String)> = messages(&history.events);
     let mut expected = vec![(first.seq, "before the outage".to_string())];
-    expected.extend(acks.iter().enumerate().map(|(i, a)| (a.seq, format!("during the outage {i}"))));
-    assert_eq!(stored, expected, "each message exactly once, nothing acknowledged missing");
+    expected.extend(
+        acks.iter()
+            .enumerate()
+            .map(|(i, a)| (a.seq, format!("during the outage {i}"))),
+    );
+    assert_eq!(
+        stored, expected,
+        "each message exactly once, nothing acknowledged missing"
+    );
 }
 
 #[tokio::test]
@@ -252,17 +341,31 @@ async fn a_slow_redis_does_not_hold_up_typing_and_sends_time_out_clearly() {
     let client = redis::Client::open(redis.url.as_str()).unwrap();
     // No response timeout on this connection: DEBUG SLEEP answers only when it is over.
     let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-    let mut conn = client.get_multiplexed_async_connection_with_config(&config).await.unwrap();
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
     let sleeper = tokio::spawn(async move {
-        redis::cmd("DEBUG").arg("SLEEP").arg(6).query_async::<()>(&mut conn).await
+        redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(6)
+            .query_async::<()>(&mut conn)
+            .await
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Typing does not touch Redis on the way to sessions on the same node.
     let started = Instant::now();
     anna.typing(&trio(), true).await.unwrap();
-    wait_for(&mut marco_events, |e| matches!(e, ClientEvent::Typing { active: true, .. })).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "typing waited for Redis: {:?}", started.elapsed());
+    wait_for(&mut marco_events, |e| {
+        matches!(e, ClientEvent::Typing { active: true, .. })
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "typing waited for Redis: {:?}",
+        started.elapsed()
+    );
 
     // A send times out with a clear, retryable error rather than hanging.
     let started = Instant::now();
@@ -270,11 +373,17 @@ async fn a_slow_redis_does_not_hold_up_typing_and_sends_time_out_clearly() {
     match raw.call(2, send).await {
         ServerMessage::Error { code, message, .. } => {
             assert_eq!(code, ErrorCode::StoreUnavailable, "{message}");
-            assert!(message.contains("timed out"), "the message says why: {message}");
+            assert!(
+                message.contains("timed out"),
+                "the message says why: {message}"
+            );
         }
         other => panic!("a send during a Redis stall was answered with {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(6), "the timeout came before Redis woke");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the timeout came before Redis woke"
+    );
     sleeper.await.unwrap().expect("DEBUG SLEEP returns");
     let ack = anna.send(&trio(), "after the pause").await.unwrap();
     assert!(ack.seq >= 1);

@@ -163,9 +163,15 @@ fn browser_tests() -> anyhow::Result<()> {
         &["--no", "--", "tsc", "--noEmit", "-p", "../../clients/web"],
     )?;
     let server = server.to_string_lossy();
+    // The call agent, for the calls between a browser and webrtc-rs (built above).
+    let call = target_dir().join("debug/triad-call");
+    let call = call.to_string_lossy();
     run_in(
         &tests,
-        &[("TRIAD_SERVER_BIN", server.as_ref())],
+        &[
+            ("TRIAD_SERVER_BIN", server.as_ref()),
+            ("TRIAD_CALL_BIN", call.as_ref()),
+        ],
         "node",
         &["--test"],
     )

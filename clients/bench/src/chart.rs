@@ -64,8 +64,12 @@ pub fn fanout_svg(report: &Report) -> String {
     let xhi = 10f64.powf(xmax.log10().ceil().max(xlo.log10() + 1.0));
     let ylo = 10f64.powf(ymin.min(5.0).log10().floor());
     let yhi = 10f64.powf(ymax.max(5.0).log10().ceil().max(ylo.log10() + 1.0));
-    let px = |x: f64| LEFT + (x.log10() - xlo.log10()) / (xhi.log10() - xlo.log10()) * (W - LEFT - RIGHT);
-    let py = |y: f64| H - BOTTOM - (y.log10() - ylo.log10()) / (yhi.log10() - ylo.log10()) * (H - TOP - BOTTOM);
+    let px = |x: f64| {
+        LEFT + (x.log10() - xlo.log10()) / (xhi.log10() - xlo.log10()) * (W - LEFT - RIGHT)
+    };
+    let py = |y: f64| {
+        H - BOTTOM - (y.log10() - ylo.log10()) / (yhi.log10() - ylo.log10()) * (H - TOP - BOTTOM)
+    };
 
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">\n\

@@ -39,7 +39,11 @@ enum Command {
     /// Run chosen workloads against chosen targets.
     Run {
         /// Workloads, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "idle,fanout,durable,storm,signal,setup")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "idle,fanout,durable,storm,signal,setup"
+        )]
         workloads: Vec<Workload>,
         /// Targets, comma-separated: triad, triad-redis, socketio, ceiling; `kind@url` for
         /// a server already running (Triad: ws://host:port/ws, with --roster).
@@ -178,7 +182,10 @@ pub struct Options {
     #[arg(long)]
     pub socketio_dir: Option<PathBuf>,
     /// HS256 secret for the servers' tokens.
-    #[arg(long, default_value = "triad-bench-secret-0123456789abcdef0123456789abcdef")]
+    #[arg(
+        long,
+        default_value = "triad-bench-secret-0123456789abcdef0123456789abcdef"
+    )]
     pub jwt_secret: String,
     /// The roster of an external Triad target.
     #[arg(long)]
@@ -321,11 +328,13 @@ fn specs(names: &[&str]) -> Vec<Spec> {
 }
 
 /// Runs `workloads` on `targets` and writes the results.
-pub async fn run(workloads: &[Workload], targets: &[Spec], options: &Options) -> anyhow::Result<()> {
-    let plan: Vec<(Workload, Vec<Spec>)> = workloads
-        .iter()
-        .map(|w| (*w, targets.to_vec()))
-        .collect();
+pub async fn run(
+    workloads: &[Workload],
+    targets: &[Spec],
+    options: &Options,
+) -> anyhow::Result<()> {
+    let plan: Vec<(Workload, Vec<Spec>)> =
+        workloads.iter().map(|w| (*w, targets.to_vec())).collect();
     execute(&plan, options).await
 }
 
@@ -462,7 +471,9 @@ fn versions(
         .iter()
         .flat_map(|(_, t)| t.iter().map(|s| s.kind))
         .collect();
-    if kinds.iter().any(|k| matches!(k, Kind::Triad | Kind::TriadRedis))
+    if kinds
+        .iter()
+        .any(|k| matches!(k, Kind::Triad | Kind::TriadRedis))
         && let Some(s) = version_of(&setup.triad_server, &["--version"])
     {
         v.insert("triad-server".into(), s);
@@ -478,7 +489,12 @@ fn versions(
         if let Some(s) = version_of(std::path::Path::new("node"), &["--version"]) {
             v.insert("node".into(), s);
         }
-        for package in ["socket.io", "@socket.io/redis-adapter", "redis", "jsonwebtoken"] {
+        for package in [
+            "socket.io",
+            "@socket.io/redis-adapter",
+            "redis",
+            "jsonwebtoken",
+        ] {
             let manifest = setup
                 .socketio_dir
                 .join("node_modules")

@@ -226,7 +226,10 @@ pub struct PhaseSummary {
 pub fn median_by(runs: &[PhaseSummary], key: impl Fn(&PhaseSummary) -> f64) -> usize {
     let mut order: Vec<usize> = (0..runs.len()).collect();
     order.sort_by(|&a, &b| key(&runs[a]).total_cmp(&key(&runs[b])));
-    order.get(runs.len().saturating_sub(1) / 2).copied().unwrap_or(0)
+    order
+        .get(runs.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0)
 }
 
 /// Per receiver, the last counter seen from each sender: finds duplicates and gaps.
@@ -246,7 +249,9 @@ impl Sequence {
             }
             Some(last) => {
                 if stamp.n > last + 1 {
-                    recorder.gaps.fetch_add(stamp.n - last - 1, Ordering::Relaxed);
+                    recorder
+                        .gaps
+                        .fetch_add(stamp.n - last - 1, Ordering::Relaxed);
                 }
                 self.last.insert(stamp.sender, stamp.n);
                 true
@@ -278,7 +283,7 @@ mod tests {
         assert_eq!(runs[0].sent, 1);
         assert_eq!(runs[0].lost, 0);
         assert_eq!(runs[0].delivery.p50_ms, 2.0);
-        assert_eq!(median_by(&runs, |p| p.sent as f64), 1);
+        assert_eq!(runs[median_by(&runs, |p| p.sent as f64)].sent, 0);
     }
 
     #[test]

@@ -102,27 +102,62 @@ impl Report {
     pub fn find(&self, workload: &str, target: &str) -> Option<&Value> {
         self.results
             .iter()
-            .find(|e| e.workload == workload && e.target == target && e.result.get("error").is_none())
+            .find(|e| {
+                e.workload == workload && e.target == target && e.result.get("error").is_none()
+            })
             .map(|e| &e.result)
     }
 
     /// Computes the ratios of Triad to each peer on the workloads both ran.
     pub fn compute_ratios(&mut self) {
         let metrics: &[(&str, &str, &str, &str)] = &[
-            ("idle", "/server_rss_per_connection_kib", "memory per idle connection (KiB)", "lower"),
-            ("idle", "/server_cpu_us_per_connection_second", "idle CPU per connection (µs/s)", "lower"),
-            ("fanout", "/max_rate_within_budget", "highest rate with p99 under budget (msg/s)", "higher"),
-            ("durable", "/max_rate_within_budget", "durable messages per second within budget", "higher"),
-            ("setup", "/median/per_second", "connections set up per second", "higher"),
+            (
+                "idle",
+                "/server_rss_per_connection_kib",
+                "memory per idle connection (KiB)",
+                "lower",
+            ),
+            (
+                "idle",
+                "/server_cpu_us_per_connection_second",
+                "idle CPU per connection (µs/s)",
+                "lower",
+            ),
+            (
+                "fanout",
+                "/max_rate_within_budget",
+                "highest rate with p99 under budget (msg/s)",
+                "higher",
+            ),
+            (
+                "durable",
+                "/max_rate_within_budget",
+                "durable messages per second within budget",
+                "higher",
+            ),
+            (
+                "setup",
+                "/median/per_second",
+                "connections set up per second",
+                "higher",
+            ),
         ];
         let mut ratios = Vec::new();
         for &(workload, pointer, metric, better) in metrics {
             for triad in ["triad", "triad-redis"] {
-                let Some(t) = self.find(workload, triad).and_then(|v| v.pointer(pointer)).and_then(Value::as_f64) else {
+                let Some(t) = self
+                    .find(workload, triad)
+                    .and_then(|v| v.pointer(pointer))
+                    .and_then(Value::as_f64)
+                else {
                     continue;
                 };
                 for peer in ["socketio", "ceiling"] {
-                    let Some(p) = self.find(workload, peer).and_then(|v| v.pointer(pointer)).and_then(Value::as_f64) else {
+                    let Some(p) = self
+                        .find(workload, peer)
+                        .and_then(|v| v.pointer(pointer))
+                        .and_then(Value::as_f64)
+                    else {
                         continue;
                     };
                     if p != 0.0 {
@@ -202,7 +237,11 @@ fn num(v: Option<&Value>, digits: usize) -> String {
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
     let targets = |workload: &str| -> Vec<&Entry> {
-        report.results.iter().filter(|e| e.workload == workload).collect()
+        report
+            .results
+            .iter()
+            .filter(|e| e.workload == workload)
+            .collect()
     };
     let idle = targets("idle");
     if !idle.is_empty() {
@@ -239,7 +278,14 @@ pub fn markdown(report: &Report) -> String {
         ));
         for e in entries {
             let Some(points) = e.result.get("points").and_then(Value::as_array) else {
-                out.push_str(&format!("| {} | error: {} |||||||\n", e.target, e.result.get("error").map(ToString::to_string).unwrap_or_default()));
+                out.push_str(&format!(
+                    "| {} | error: {} |||||||\n",
+                    e.target,
+                    e.result
+                        .get("error")
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                ));
                 continue;
             };
             for p in points {
@@ -247,7 +293,10 @@ pub fn markdown(report: &Report) -> String {
                 let cpu = |role: &str| {
                     p.get("usage")
                         .and_then(Value::as_array)
-                        .and_then(|u| u.iter().find(|x| x.get("role").and_then(Value::as_str) == Some(role)))
+                        .and_then(|u| {
+                            u.iter()
+                                .find(|x| x.get("role").and_then(Value::as_str) == Some(role))
+                        })
                         .and_then(|x| x.get("cpu_cores"))
                         .cloned()
                 };
@@ -265,7 +314,11 @@ pub fn markdown(report: &Report) -> String {
                     num(m.get("lost"), 0),
                     num(cpu("server").as_ref(), 2),
                     num(cpu("redis").as_ref(), 2),
-                    if p.get("within_budget").and_then(Value::as_bool) == Some(true) { "yes" } else { "**no**" },
+                    if p.get("within_budget").and_then(Value::as_bool) == Some(true) {
+                        "yes"
+                    } else {
+                        "**no**"
+                    },
                 ));
             }
         }

@@ -239,7 +239,11 @@ impl Running {
             _dirs: Vec::new(),
         };
         match spec.kind {
-            Kind::Triad => running.start_triad(setup, dir.path(), &roster, None).await?,
+            Kind::Triad => {
+                running
+                    .start_triad(setup, dir.path(), &roster, None)
+                    .await?
+            }
             Kind::TriadRedis => {
                 let redis = running.start_redis(dir.path()).await?;
                 running
@@ -326,7 +330,14 @@ impl Running {
         std::fs::create_dir_all(&redis_dir)?;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+            ])
             .arg("--dir")
             .arg(&redis_dir)
             .stdout(Stdio::null())
@@ -433,9 +444,7 @@ async fn spawn_and_wait(mut command: Command, prefix: &str) -> anyhow::Result<(C
     .await;
     match found {
         Ok(Ok(Some(addr))) => {
-            tokio::spawn(async move {
-                while let Ok(Some(_)) = lines.next_line().await {}
-            });
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
             Ok((child, addr))
         }
         Ok(Ok(None)) => bail!("the server exited before saying {prefix:?}"),
@@ -471,7 +480,10 @@ async fn redis_ping(port: u16) -> bool {
 
 /// The first line a program prints for `args`, if it runs.
 pub fn version_of(program: &Path, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(program).args(args).output().ok()?;
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     text.lines().next().map(|l| l.trim().to_string())
 }

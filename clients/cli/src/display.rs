@@ -134,6 +134,7 @@ mod tests {
                 last_ts: None,
                 joined: true,
                 members: vec![member],
+                call: None,
             }],
             limits: Limits::default(),
             token_expires_at: 0,

@@ -24,8 +24,8 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use triad_protocol::{
-    CallChangeKind, CallEndReason, CallId, ErrorCode, RoomId, ServerFrame, ServerMessage,
-    SessionId, Signal,
+    CallChangeKind, CallEndReason, CallId, CallState, ErrorCode, RoomId, ServerFrame,
+    ServerMessage, SessionId, Signal,
 };
 
 use crate::auth::Access;
@@ -141,6 +141,20 @@ impl Calls {
     pub fn in_room(&self, room: &RoomId) -> Option<CallId> {
         let book = self.book.read().unwrap_or_else(|e| e.into_inner());
         book.by_room.get(room).map(|cell| cell.id.clone())
+    }
+
+    /// The current call of a room as it is now, as `call_state` pushes it (without a
+    /// change), for a room's description in the welcome and on `join`.
+    pub fn current(&self, room: &RoomId) -> Option<CallState> {
+        let cell = {
+            let book = self.book.read().unwrap_or_else(|e| e.into_inner());
+            book.by_room.get(room).cloned()?
+        };
+        let call = cell.lock();
+        if call.ended_at.is_some() {
+            return None;
+        }
+        Some(call.state(&cell.id, &cell.room, None))
     }
 
     /// `call_start`: starts the room's call, or joins the one in progress.

@@ -111,6 +111,7 @@ pub struct Call {
 impl Call {
     /// A call started now by `outbox`'s person, who is its first participant.
     pub fn start(outbox: &Outbox, now: Timestamp) -> Self {
+        crate::metrics::call_started();
         let mut call = Self {
             started_by: outbox.person().clone(),
             started_at: now,
@@ -156,6 +157,7 @@ impl Call {
         });
         let participant = Participant::new(outbox, joined_at, self.attendance.len() - 1);
         self.participants.push(participant);
+        crate::metrics::call_participant_joined();
         self.participants.len() - 1
     }
 
@@ -163,6 +165,7 @@ impl Call {
     /// was lost.
     pub fn remove(&mut self, position: usize, now: Timestamp) -> Participant {
         let participant = self.participants.remove(position);
+        crate::metrics::call_participant_left();
         participant.stop.cancel();
         if let Some(stretch) = self.attendance.get_mut(participant.attendance) {
             stretch.left_at = Some(participant.lost_at.unwrap_or(now));
@@ -201,6 +204,7 @@ impl Call {
             self.remove(position, now);
         }
         self.ended_at = Some(now);
+        crate::metrics::call_ended();
     }
 
     /// The call as the protocol shows it, announcing `change`.

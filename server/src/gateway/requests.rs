@@ -554,5 +554,6 @@ pub async fn room_info(
         last_ts: state.last_ts,
         joined: access.is_in(),
         members,
+        call: gateway.calls.current(&record.id),
     })
 }

@@ -65,6 +65,7 @@ static ASSETS: &[Asset] = assets![
     "rooms.js" => JS,
     "roomlist.js" => JS,
     "chat.js" => JS,
+    "call.js" => JS,
     "composer.js" => JS,
     "outbox.js" => JS,
     "time.js" => JS,

@@ -395,3 +395,52 @@ async fn media_flags_and_ending_a_call() {
     let gone = anna.call(Request::IceServers { call }).await;
     assert_error(&gone, ErrorCode::NoCall);
 }
+
+#[tokio::test]
+async fn the_welcome_and_joined_carry_the_call_in_progress() {
+    let server = TestServer::start().await;
+    let (_, welcome) = server.signed_in("marco.rossi").await;
+    let trio = |rooms: &[triad_protocol::RoomInfo]| {
+        rooms
+            .iter()
+            .find(|r| r.id.as_str() == "trio-1")
+            .cloned()
+            .expect("trio-1 in the welcome")
+    };
+    assert_eq!(trio(&welcome.rooms).call, None, "no call yet");
+
+    let (mut anna, _) = server.signed_in("anna.jensen").await;
+    let (call, _) = start(&mut anna, "trio-1").await;
+
+    // A page that opens now sees the call, as call_state shows it.
+    let (_, welcome) = server.signed_in("rhian.evans").await;
+    let seen = trio(&welcome.rooms).call.expect("the call in the welcome");
+    assert_eq!(seen.id, call.id);
+    assert_eq!(seen.participants, call.participants);
+    assert_eq!(seen.change, None);
+
+    // A moderator entering the room sees it in `joined`.
+    let (mut sara, _) = server.signed_in("sara.moderator").await;
+    match sara
+        .call(Request::Join {
+            room: room("trio-1"),
+        })
+        .await
+    {
+        ServerMessage::Joined { room, .. } => {
+            assert_eq!(room.call.map(|c| c.id), Some(call.id.clone()));
+        }
+        other => panic!("expected joined, got {other:?}"),
+    }
+
+    // Once it ends, it is gone.
+    assert_eq!(
+        anna.call(Request::CallLeave {
+            call: call.id.clone()
+        })
+        .await,
+        ServerMessage::Ok
+    );
+    let (_, welcome) = server.signed_in("rhian.evans").await;
+    assert_eq!(trio(&welcome.rooms).call, None, "no call after it ended");
+}

@@ -96,9 +96,8 @@ pub async fn sign_in(
                 .filter(|r| r.joined)
                 .all(|r| live.contains_key(&r.id));
             if all_live && !waiting_join {
-                let needs_join = join.filter(|room| {
-                    w.rooms.iter().any(|r| &r.id == *room && !r.joined)
-                });
+                let needs_join =
+                    join.filter(|room| w.rooms.iter().any(|r| &r.id == *room && !r.joined));
                 match needs_join {
                     Some(room) => {
                         let frame = ClientFrame::new(JOIN_ID, Request::Join { room: room.clone() });

@@ -72,9 +72,8 @@ pub async fn run(
     order.sort_by(|&a, &b| server_cpu(&windows[a]).total_cmp(&server_cpu(&windows[b])));
     let median = &windows[order[(order.len() - 1) / 2]];
     let cores = server_cpu(median);
-    let per_conn = |role: &str| {
-        (last.rss_kib(role) as f64 - base.rss_kib(role) as f64) / connections as f64
-    };
+    let per_conn =
+        |role: &str| (last.rss_kib(role) as f64 - base.rss_kib(role) as f64) / connections as f64;
     let has_redis = target.watched.iter().any(|w| w.role == "redis");
     let closed = fleet
         .shared
@@ -94,8 +93,7 @@ pub async fn run(
         windows: windows.clone(),
         server_cpu_cores: cores,
         server_cpu_us_per_connection_second: cores * 1e6 / connections as f64,
-        generator_rss_kib: crate::procstat::sample(std::process::id())
-            .map_or(0, |s| s.rss_kib),
+        generator_rss_kib: crate::procstat::sample(std::process::id()).map_or(0, |s| s.rss_kib),
     };
     eprintln!(
         "  server RSS {} -> {} KiB: {:.1} KiB per connection; idle CPU {:.3} cores",

@@ -340,7 +340,11 @@ async fn read_loop(
                 }
             }
             Inbound::Ack(t) => {
-                let stamp = Stamp { sender: me, n: 0, t };
+                let stamp = Stamp {
+                    sender: me,
+                    n: 0,
+                    t,
+                };
                 shared.recorder().acked(&stamp, now_ns());
             }
             Inbound::Reply(text) => {

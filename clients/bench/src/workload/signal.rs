@@ -250,7 +250,14 @@ pub async fn run(
                         if let Some((t, offered)) = time_in(&signal) {
                             recorder.delivered(&Stamp { sender: 0, n: 0, t }, now);
                             if let (Signal::Answer { .. }, Some(offered)) = (&signal, offered) {
-                                recorder.acked(&Stamp { sender: 0, n: 0, t: offered }, now);
+                                recorder.acked(
+                                    &Stamp {
+                                        sender: 0,
+                                        n: 0,
+                                        t: offered,
+                                    },
+                                    now,
+                                );
                             }
                         }
                         if let Signal::Offer { .. } = signal {

@@ -13,9 +13,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Barrier, watch};
-use triad_protocol::{
-    Epoch, ResumePoint, RoomId, Seq, ServerFrame, ServerMessage, decode_server,
-};
+use triad_protocol::{Epoch, ResumePoint, RoomId, Seq, ServerFrame, ServerMessage, decode_server};
 
 use super::{Fleet, Timing, connect_identities, member};
 use crate::clock::{now_ns, secs_ns};
@@ -69,7 +67,9 @@ impl Positions {
                         totals.duplicates.fetch_add(1, Ordering::Relaxed);
                     } else {
                         if event.seq > *last + 1 {
-                            totals.gaps.fetch_add(event.seq - *last - 1, Ordering::Relaxed);
+                            totals
+                                .gaps
+                                .fetch_add(event.seq - *last - 1, Ordering::Relaxed);
                         }
                         *last = event.seq;
                     }
