@@ -23,11 +23,25 @@ const DRAIN_DELAY: Duration = Duration::from_millis(1500);
 /// How long it then waits for its sessions.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A cluster in a state folder of its own, removed with it.
+/// A cluster in a state folder of its own, removed with it unless the test failed (then
+/// its logs and configuration stay for a look).
 struct Local {
     cluster: Cluster,
-    state: tempfile::TempDir,
+    state: Option<tempfile::TempDir>,
     secret: Vec<u8>,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(state) = self.state.take()
+        {
+            eprintln!(
+                "the cluster's state and logs are kept in {}",
+                state.keep().display()
+            );
+        }
+    }
 }
 
 impl Local {
@@ -60,7 +74,7 @@ impl Local {
             .to_vec();
         Self {
             cluster,
-            state,
+            state: Some(state),
             secret,
         }
     }
@@ -75,7 +89,8 @@ impl Local {
     }
 
     fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.state.path().join("logs").join(format!("{name}.log"))).unwrap()
+        std::fs::read_to_string(self.cluster.state.join("logs").join(format!("{name}.log")))
+            .unwrap()
     }
 }
 

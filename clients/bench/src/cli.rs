@@ -63,15 +63,19 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9100")]
         listen: std::net::SocketAddr,
     },
-    /// Print the fan-out chart (SVG) of a results file.
+    /// Print the fan-out chart (SVG) of one or more results files.
     Chart {
-        /// The results file.
-        results: PathBuf,
+        /// The results files (their fan-out results are drawn together; a later file's
+        /// result replaces an earlier one of the same target).
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
     },
-    /// Print the Markdown summary of a results file.
+    /// Print the Markdown summary of one or more results files (merged as `chart` does,
+    /// ratios computed again).
     Table {
-        /// The results file.
-        results: PathBuf,
+        /// The results files.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
     },
 }
 
@@ -196,6 +200,10 @@ pub struct Options {
     /// Where servers keep their data [default: the system's temporary folder].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Appended to the target names in the results (e.g. `-tmpfs` for a run whose
+    /// --data-dir is on tmpfs).
+    #[arg(long, default_value = "")]
+    pub label_suffix: String,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/triad-bench/results.json")]
     pub out: PathBuf,
@@ -258,9 +266,12 @@ pub fn main() -> ExitCode {
         Command::Compare { options } => runtime.block_on(compare(&options)),
         Command::Ceiling { listen } => runtime.block_on(ceiling(listen)),
         Command::Chart { results } => {
-            Report::read(&results).map(|r| print!("{}", crate::chart::fanout_svg(&r)))
+            merge(&results).map(|r| print!("{}", crate::chart::fanout_svg(&r)))
         }
-        Command::Table { results } => Report::read(&results).map(|r| print!("{}", markdown(&r))),
+        Command::Table { results } => merge(&results).map(|mut r| {
+            r.compute_ratios();
+            print!("{}", markdown(&r));
+        }),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -299,6 +310,22 @@ fn raise_open_files() -> Option<ExitCode> {
         .status()
         .ok()?;
     Some(ExitCode::from(status.code().unwrap_or(1) as u8))
+}
+
+/// Reads results files into one report; a later file's result replaces an earlier one of
+/// the same workload and target.
+fn merge(files: &[PathBuf]) -> anyhow::Result<Report> {
+    let mut reports = files.iter().map(|f| Report::read(f));
+    let mut merged = reports.next().context("no results file")??;
+    for report in reports {
+        for entry in report?.results {
+            merged
+                .results
+                .retain(|e| !(e.workload == entry.workload && e.target == entry.target));
+            merged.results.push(entry);
+        }
+    }
+    Ok(merged)
 }
 
 async fn ceiling(listen: std::net::SocketAddr) -> anyhow::Result<()> {
@@ -374,7 +401,7 @@ async fn execute(plan: &[(Workload, Vec<Spec>)], options: &Options) -> anyhow::R
             };
             report.results.push(Entry {
                 workload: workload.name().into(),
-                target: spec.kind.name().into(),
+                target: format!("{}{}", spec.kind.name(), options.label_suffix),
                 result,
             });
             // Written after every step, so a long run that is stopped keeps what it has.

@@ -88,6 +88,30 @@ pub struct SweepResult {
     pub setup: SetupStats,
 }
 
+/// A send lagging its schedule by more than this (ms) marks a point as disturbed.
+const LAG_RETRY_MS: f64 = 100.0;
+
+/// One measurement at one rate: the recorder, the servers' usage, the largest send lag
+/// (ms) and the connections closed meanwhile.
+async fn measure_point(
+    fleet: &mut Fleet,
+    target: &Running,
+    rate: f64,
+    timing: &super::Timing,
+) -> (
+    std::sync::Arc<crate::record::Recorder>,
+    Vec<Usage>,
+    f64,
+    u64,
+) {
+    let before = Snapshot::take(&target.watched);
+    let closed_before = fleet.shared.closed.load(Ordering::Relaxed);
+    let (recorder, lag) = fleet.drive(rate, timing).await;
+    let usage = Snapshot::take(&target.watched).since(&before);
+    let closed = fleet.shared.closed.load(Ordering::Relaxed) - closed_before;
+    (recorder, usage, lag, closed)
+}
+
 /// Runs a sweep against a running target.
 pub async fn run(
     target: &Running,
@@ -105,10 +129,21 @@ pub async fn run(
     let mut fleet = Fleet::start(target, dialect, sockets);
     let mut points = Vec::new();
     for &rate in &settings.rates {
-        let before = Snapshot::take(&target.watched);
-        let closed_before = fleet.shared.closed.load(Ordering::Relaxed);
-        let (recorder, lag) = fleet.drive(rate, &settings.timing).await;
-        let usage = Snapshot::take(&target.watched).since(&before);
+        // On a shared machine the generator itself may be starved of CPU for a moment; a
+        // point where a send lagged its schedule by more than `LAG_RETRY_MS` is measured
+        // again (once), and the attempt with the smaller lag is kept.
+        let mut attempt = measure_point(&mut fleet, target, rate, &settings.timing).await;
+        if attempt.2 > LAG_RETRY_MS {
+            eprintln!(
+                "  {rate:.0} msg/s: the generator lagged {:.0} ms; measuring again",
+                attempt.2
+            );
+            let again = measure_point(&mut fleet, target, rate, &settings.timing).await;
+            if again.2 < attempt.2 {
+                attempt = again;
+            }
+        }
+        let (recorder, usage, lag, closed) = (attempt.0, attempt.1, attempt.2, attempt.3);
         let runs = recorder.runs(3);
         let judged = |p: &PhaseSummary| match measure {
             Measure::Fanout => p.delivery.p99_ms,
@@ -118,7 +153,6 @@ pub async fn run(
         let duplicates = recorder.duplicates.load(Ordering::Relaxed);
         let gaps = recorder.gaps.load(Ordering::Relaxed);
         let errors = recorder.errors.load(Ordering::Relaxed);
-        let closed = fleet.shared.closed.load(Ordering::Relaxed) - closed_before;
         let complete = median.lost == 0 && median.acked == median.sent;
         let within_budget = complete
             && judged(&median) < settings.p99_ms
