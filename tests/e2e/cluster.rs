@@ -463,7 +463,7 @@ async fn seen_in_history(local: &Local, room: &str) -> BTreeSet<u64> {
 }
 
 #[test]
-fn cluster_up_then_down_leaves_nothing_running() {
+fn cluster_up_then_down_leaves_nothing_running_and_up_again_reuses_the_state() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -505,4 +505,11 @@ fn cluster_up_then_down_leaves_nothing_running() {
         xtask::cluster::probe::http_get(entry, "/healthz").is_err(),
         "nginx is gone"
     );
+
+    // Up again on the same state: the data, secrets and certificate are kept, logs start anew.
+    let again = Cluster::start(&options).unwrap_or_else(|err| panic!("cluster up again: {err:#}"));
+    assert!(matches!(
+        xtask::cluster::probe::http_get(again.entry, "/readyz"),
+        Ok((200, _))
+    ));
 }

@@ -4,4 +4,5 @@
 mod bad_input;
 mod calls;
 mod chat;
+mod drain;
 mod harness;

@@ -25,13 +25,10 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `command` as `name`, appending its output to `log`.
+    /// Starts `command` as `name`, its output in `log` (emptied first: a log holds one
+    /// run).
     pub fn spawn(name: &str, mut command: Command, log: &Path) -> anyhow::Result<Self> {
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("opening {}", log.display()))?;
+        let out = File::create(log).with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
         let program = Path::new(command.get_program())
             .file_name()
