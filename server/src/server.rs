@@ -137,7 +137,7 @@ impl Server {
                 gateway.draining.cancel();
                 metrics::drain_started();
                 tracing::info!(
-                    delay_ms = delay.as_millis(),
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     "draining: not ready, still serving"
                 );
                 tokio::time::sleep(delay).await;
