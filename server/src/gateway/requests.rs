@@ -414,7 +414,7 @@ impl Session {
             .ok_or_else(|| Refusal::new(ErrorCode::UnknownRoom, format!("no room {room}")))?;
         let info = room_info(
             &gateway,
-            &programme.people,
+            &directory(&programme.people),
             record,
             self.access(room),
             &self.person,
@@ -523,10 +523,18 @@ impl Session {
     }
 }
 
+/// People by id, built once per welcome or join.
+pub type Directory<'a> = HashMap<&'a PersonId, &'a PersonInfo>;
+
+/// Indexes people by id.
+pub fn directory(people: &[PersonInfo]) -> Directory<'_> {
+    people.iter().map(|p| (&p.id, p)).collect()
+}
+
 /// A room as `person` sees it now: history position, unread count, members and presence.
 pub async fn room_info(
     gateway: &Gateway,
-    people: &[PersonInfo],
+    people: &Directory<'_>,
     record: &RoomRecord,
     access: Access,
     person: &PersonId,
@@ -535,7 +543,7 @@ pub async fn room_info(
     let read_seq = gateway.store.read_marker(&record.id, person).await?;
     let present = record.members.iter().chain(record.joined_moderators.iter());
     let members = present
-        .filter_map(|id| people.iter().find(|p| &p.id == id))
+        .filter_map(|id| people.get(id).copied())
         .map(|p| MemberInfo {
             person: p.id.clone(),
             name: p.name.clone(),

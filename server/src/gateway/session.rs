@@ -16,7 +16,7 @@ use triad_protocol::{
 };
 
 use super::Gateway;
-use super::requests::{Session, room_info};
+use super::requests::{Session, directory, room_info};
 use super::writer::Writer;
 use crate::auth::{Access, Verified, access_to};
 use crate::hub::{Outbox, Outgoing, SessionControl, TokenBucket, encode};
@@ -252,11 +252,12 @@ async fn start(
     gateway.hub.presence_changed(&person_id, change.is_some());
     gateway.store.settle_watches().await;
 
+    let people = directory(&programme.people);
     let mut infos = Vec::with_capacity(order.len());
     let mut tracks = Vec::new();
     for room in &order {
         let (record, access) = &rooms[room];
-        let info = match room_info(gateway, &programme.people, record, *access, &person_id).await {
+        let info = match room_info(gateway, &people, record, *access, &person_id).await {
             Ok(info) => info,
             Err(err) => {
                 let frame = refuse(ErrorCode::StoreUnavailable, err.to_string());
