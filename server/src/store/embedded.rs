@@ -37,9 +37,10 @@ use triad_protocol::{
     Timestamp,
 };
 
+use super::stored_call::StoredCall;
 use super::{
-    Appended, Attendance, CallRecord, EventSink, HistoryPage, Page, Programme, RoomRecord,
-    RoomState, Store, StoreError, now_ms,
+    Appended, CallRecord, EventSink, HistoryPage, Page, Programme, RoomRecord, RoomState, Store,
+    StoreError, now_ms,
 };
 
 /// How many commands may wait for the writer before callers wait to enqueue.
@@ -777,7 +778,7 @@ impl<'txn> WriteTables<'txn> {
 
     fn record_call(&mut self, record: &CallRecord) -> Result<(), Failure> {
         existing_state(&self.states, &record.room)?;
-        let stored = encode(&StoredCall::from(record))?;
+        let stored = encode(&StoredCall::of(record))?;
         self.calls.insert(
             (record.room.as_str(), record.call.as_str()),
             stored.as_slice(),
@@ -873,63 +874,6 @@ impl StoredRoom {
             members: self.members,
             moderators: self.moderators,
             joined_moderators: self.joined_moderators,
-        }
-    }
-}
-
-/// A call record as stored; the room and call id are the key.
-#[derive(Serialize, Deserialize)]
-struct StoredCall {
-    started_by: PersonId,
-    started_at: Timestamp,
-    ended_at: Option<Timestamp>,
-    attendance: Vec<StoredAttendance>,
-}
-
-/// One stretch of a person's time in a call, as stored.
-#[derive(Serialize, Deserialize)]
-struct StoredAttendance {
-    person: PersonId,
-    joined_at: Timestamp,
-    left_at: Option<Timestamp>,
-}
-
-impl From<&CallRecord> for StoredCall {
-    fn from(record: &CallRecord) -> Self {
-        Self {
-            started_by: record.started_by.clone(),
-            started_at: record.started_at,
-            ended_at: record.ended_at,
-            attendance: record
-                .attendance
-                .iter()
-                .map(|a| StoredAttendance {
-                    person: a.person.clone(),
-                    joined_at: a.joined_at,
-                    left_at: a.left_at,
-                })
-                .collect(),
-        }
-    }
-}
-
-impl StoredCall {
-    fn into_record(self, room: RoomId, call: CallId) -> CallRecord {
-        CallRecord {
-            call,
-            room,
-            started_by: self.started_by,
-            started_at: self.started_at,
-            ended_at: self.ended_at,
-            attendance: self
-                .attendance
-                .into_iter()
-                .map(|a| Attendance {
-                    person: a.person,
-                    joined_at: a.joined_at,
-                    left_at: a.left_at,
-                })
-                .collect(),
         }
     }
 }

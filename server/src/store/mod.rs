@@ -12,6 +12,7 @@
 
 pub mod embedded;
 pub mod redis;
+mod stored_call;
 
 #[cfg(test)]
 mod conformance;

@@ -41,10 +41,9 @@ use triad_protocol::{
 
 use self::feed::Feed;
 use self::keys::RoomKeys;
-use self::records::{
-    StoredCall, StoredRoom, decode, encode, event_of_entry, event_without_position,
-};
+use self::records::{StoredRoom, decode, encode, event_of_entry, event_without_position};
 use self::scripts::{Effect, Reply};
+use super::stored_call::StoredCall;
 use super::{
     Appended, CallRecord, EventSink, HistoryPage, Page, Programme, RoomRecord, RoomState, Store,
     StoreError,

@@ -10,9 +10,9 @@
 use redis::Value;
 use redis::streams::StreamId;
 use serde::{Deserialize, Serialize};
-use triad_protocol::{CallId, EventBody, PersonId, RoomEvent, RoomId, RoomKind, Timestamp};
+use triad_protocol::{EventBody, PersonId, RoomEvent, RoomId, RoomKind};
 
-use crate::store::{Attendance, CallRecord, RoomRecord, StoreError};
+use crate::store::{RoomRecord, StoreError};
 
 /// A room's membership as stored under its `record` key; the id is in the key, and the
 /// joined moderators are in their own list.
@@ -44,64 +44,6 @@ impl StoredRoom {
             members: self.members,
             moderators: self.moderators,
             joined_moderators,
-        }
-    }
-}
-
-/// A call record as stored in its room's `calls` hash; the room is in the key and the call
-/// id is the field.
-#[derive(Serialize, Deserialize)]
-pub(super) struct StoredCall {
-    started_by: PersonId,
-    started_at: Timestamp,
-    ended_at: Option<Timestamp>,
-    attendance: Vec<StoredAttendance>,
-}
-
-/// One stretch of a person's time in a call, as stored.
-#[derive(Serialize, Deserialize)]
-struct StoredAttendance {
-    person: PersonId,
-    joined_at: Timestamp,
-    left_at: Option<Timestamp>,
-}
-
-impl StoredCall {
-    /// The stored form of `record` (without its room and call id).
-    pub fn of(record: &CallRecord) -> Self {
-        Self {
-            started_by: record.started_by.clone(),
-            started_at: record.started_at,
-            ended_at: record.ended_at,
-            attendance: record
-                .attendance
-                .iter()
-                .map(|stretch| StoredAttendance {
-                    person: stretch.person.clone(),
-                    joined_at: stretch.joined_at,
-                    left_at: stretch.left_at,
-                })
-                .collect(),
-        }
-    }
-
-    /// The record of call `call` in `room`.
-    pub fn into_record(self, room: RoomId, call: CallId) -> CallRecord {
-        CallRecord {
-            call,
-            room,
-            started_by: self.started_by,
-            started_at: self.started_at,
-            ended_at: self.ended_at,
-            attendance: self
-                .attendance
-                .into_iter()
-                .map(|stretch| Attendance {
-                    person: stretch.person,
-                    joined_at: stretch.joined_at,
-                    left_at: stretch.left_at,
-                })
-                .collect(),
         }
     }
 }
