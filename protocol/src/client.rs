@@ -162,6 +162,33 @@ pub enum Request {
         /// The call they are for.
         call: CallId,
     },
+    /// Lists the coaching sessions of the person's rooms (or of one room) that have not
+    /// ended, soonest first, cancelled ones included. Answered by `coachings`.
+    Coachings {
+        /// Only this room's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<RoomId>,
+    },
+    /// Pins a chat message as key learning (it goes into the cycle report). Answered by
+    /// `ok`; everyone in the room gets `pinned`.
+    Pin {
+        /// The room.
+        room: RoomId,
+        /// The message.
+        seq: Seq,
+    },
+    /// Takes a pin away. Answered by `ok`; everyone in the room gets `pinned`.
+    Unpin {
+        /// The room.
+        room: RoomId,
+        /// The message.
+        seq: Seq,
+    },
+    /// Lists a room's pins. Answered by `pins`.
+    Pins {
+        /// The room.
+        room: RoomId,
+    },
 }
 
 impl Request {
@@ -184,6 +211,10 @@ impl Request {
         "call_media",
         "call_signal",
         "ice_servers",
+        "coachings",
+        "pin",
+        "unpin",
+        "pins",
     ];
 
     /// The request's type name.
@@ -206,6 +237,10 @@ impl Request {
             Self::CallMedia { .. } => "call_media",
             Self::CallSignal { .. } => "call_signal",
             Self::IceServers { .. } => "ice_servers",
+            Self::Coachings { .. } => "coachings",
+            Self::Pin { .. } => "pin",
+            Self::Unpin { .. } => "unpin",
+            Self::Pins { .. } => "pins",
         }
     }
 }

@@ -62,6 +62,32 @@ pub enum ErrorCode {
     AlreadyInCall,
     /// A signal's SDP or candidate is over its size limit.
     SignalTooLarge,
+    /// A coaching session cannot start in the past.
+    CoachingInPast,
+    /// The room already has a coaching session at that time.
+    CoachingOverlap,
+    /// The time zone is not an IANA time zone name.
+    UnknownTimeZone,
+    /// The coaching session does not exist.
+    NoCoaching,
+    /// The coaching session was cancelled; it cannot be moved.
+    CoachingCancelled,
+    /// No chat message has that sequence number in the room.
+    NoMessage,
+    /// The invitation code is unknown.
+    InvitationInvalid,
+    /// The invitation was already used; ask the coordinator for a new one.
+    InvitationUsed,
+    /// The invitation has expired; ask the coordinator for a new one.
+    InvitationExpired,
+    /// The token (or refresh token) was revoked: the person signed out, was removed, or their access was withdrawn.
+    TokenRevoked,
+    /// A roster or programme change has problems; each is listed with its line or field.
+    RosterInvalid,
+    /// The thing asked for (a person, trio, cycle or report) does not exist.
+    NotFound,
+    /// The change conflicts with what exists (a duplicate id, say).
+    Conflict,
 }
 
 impl ErrorCode {
@@ -93,6 +119,19 @@ impl ErrorCode {
             Self::CallFull => "call_full",
             Self::AlreadyInCall => "already_in_call",
             Self::SignalTooLarge => "signal_too_large",
+            Self::CoachingInPast => "coaching_in_past",
+            Self::CoachingOverlap => "coaching_overlap",
+            Self::UnknownTimeZone => "unknown_time_zone",
+            Self::NoCoaching => "no_coaching",
+            Self::CoachingCancelled => "coaching_cancelled",
+            Self::NoMessage => "no_message",
+            Self::InvitationInvalid => "invitation_invalid",
+            Self::InvitationUsed => "invitation_used",
+            Self::InvitationExpired => "invitation_expired",
+            Self::TokenRevoked => "token_revoked",
+            Self::RosterInvalid => "roster_invalid",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
         }
     }
 

@@ -118,6 +118,11 @@ slug_id!(
     PersonId,
     "person"
 );
+slug_id!(
+    /// A scheduled coaching session, assigned by the server (`cs-<hex>`).
+    CoachingId,
+    "coaching session"
+);
 
 /// One websocket session (a browser tab or a device), assigned by the server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -13,6 +13,7 @@
 //! - [`error`]: the error codes and websocket close codes.
 //! - [`event`]: events stored in a room's history.
 //! - [`call`]: video calls: call state, signalling, ICE servers.
+//! - [`coaching`]: scheduled coaching sessions and pinned key learning.
 //! - [`client`]: what a client sends.
 //! - [`server`]: what the server sends.
 //! - [`codec`]: decoding a frame once into a closed enum, with a typed error.
@@ -20,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod call;
+pub mod coaching;
 pub mod client;
 pub mod codec;
 pub mod error;
@@ -32,12 +34,13 @@ pub use call::{
     CallChange, CallChangeKind, CallEndReason, CallId, CallParticipant, CallState, IceServer,
     IceServers, Signal,
 };
+pub use coaching::{CoachingChange, CoachingSession, CoachingStatus, Pin};
 pub use client::{ClientFrame, Request, ResumePoint};
 pub use codec::{DecodeError, decode_client, decode_server};
 pub use error::{CloseCode, ErrorCode};
 pub use event::{EventBody, RoomEvent};
 pub use ids::{
-    ClientMsgId, Epoch, IdError, PersonId, RequestId, RoomId, Seq, SessionId, Timestamp,
+    ClientMsgId, CoachingId, Epoch, IdError, PersonId, RequestId, RoomId, Seq, SessionId, Timestamp,
 };
 pub use limits::Limits;
 pub use server::{

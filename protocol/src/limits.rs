@@ -99,3 +99,21 @@ impl Default for Limits {
         }
     }
 }
+
+/// The longest coaching session title, in bytes.
+pub const MAX_COACHING_TITLE_BYTES: usize = 200;
+
+/// The longest coaching session agenda, in bytes.
+pub const MAX_COACHING_AGENDA_BYTES: usize = 4 * 1024;
+
+/// The shortest coaching session, in minutes.
+pub const MIN_COACHING_MINUTES: u32 = 15;
+
+/// The longest coaching session, in minutes.
+pub const MAX_COACHING_MINUTES: u32 = 8 * 60;
+
+/// How far ahead a coaching session may be booked, in days.
+pub const MAX_COACHING_DAYS_AHEAD: i64 = 2 * 366;
+
+/// The most pins a room may hold.
+pub const MAX_PINS_PER_ROOM: usize = 500;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::call::{CallEndReason, CallId, CallState, IceServers, Signal};
+use crate::coaching::{CoachingChange, CoachingSession, Pin};
 use crate::error::ErrorCode;
 use crate::event::RoomEvent;
 use crate::ids::{ClientMsgId, Epoch, PersonId, RequestId, RoomId, Seq, SessionId, Timestamp};
@@ -229,6 +230,10 @@ impl ServerMessage {
         "call_signal",
         "call_ended",
         "ice_servers",
+        "coaching",
+        "coachings",
+        "pinned",
+        "pins",
     ];
 
     /// The message's type name.
@@ -252,6 +257,10 @@ impl ServerMessage {
             Self::CallSignal { .. } => "call_signal",
             Self::CallEnded { .. } => "call_ended",
             Self::IceServers(_) => "ice_servers",
+            Self::Coaching { .. } => "coaching",
+            Self::Coachings { .. } => "coachings",
+            Self::Pinned { .. } => "pinned",
+            Self::Pins { .. } => "pins",
         }
     }
 }
@@ -367,4 +376,35 @@ pub enum ServerMessage {
     /// ICE servers with fresh TURN credentials: the answer to `ice_servers`, and pushed to
     /// each participant before their credentials expire.
     IceServers(IceServers),
+    /// A coaching session of one of the person's rooms was booked, moved or cancelled, is
+    /// a day or ten minutes away, or starts now (pushed to the room's members and joined
+    /// moderators).
+    Coaching {
+        /// What happened.
+        change: CoachingChange,
+        /// The session as it is now.
+        coaching: CoachingSession,
+        /// For `moved`: where it started before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_start: Option<Timestamp>,
+    },
+    /// The answer to `coachings`.
+    Coachings {
+        /// Sessions that have not ended, soonest first.
+        coachings: Vec<CoachingSession>,
+    },
+    /// A message was pinned (or unpinned) in a room the session is in.
+    Pinned {
+        /// The pin.
+        pin: Pin,
+        /// True when pinned, false when the pin was taken away.
+        pinned: bool,
+    },
+    /// The answer to `pins`.
+    Pins {
+        /// The room.
+        room: RoomId,
+        /// Its pins, in message order.
+        pins: Vec<Pin>,
+    },
 }

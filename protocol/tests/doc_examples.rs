@@ -97,6 +97,19 @@ fn every_error_code_is_documented() {
         ErrorCode::CallFull,
         ErrorCode::AlreadyInCall,
         ErrorCode::SignalTooLarge,
+        ErrorCode::CoachingInPast,
+        ErrorCode::CoachingOverlap,
+        ErrorCode::UnknownTimeZone,
+        ErrorCode::NoCoaching,
+        ErrorCode::CoachingCancelled,
+        ErrorCode::NoMessage,
+        ErrorCode::InvitationInvalid,
+        ErrorCode::InvitationUsed,
+        ErrorCode::InvitationExpired,
+        ErrorCode::TokenRevoked,
+        ErrorCode::RosterInvalid,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
     ];
     for code in codes {
         // The serde name and `as_str` agree, and the table lists the code.

@@ -4,6 +4,7 @@
 //! - [`config`]: the one configuration struct: defaults, file, environment, flags.
 //! - [`auth`]: JWT verification and minting, principals, per-room access.
 //! - [`programme`]: regions, people, trios and rooms: roster import and the demo programme.
+//! - [`schedule`]: coaching sessions: booking rules, reminders, the iCalendar feed.
 //! - [`store`]: history and state behind one trait; the embedded backend.
 //! - [`hub`]: rooms, local fan-out, presence (across nodes too), typing, rate buckets.
 //! - [`bus`]: delivery of ephemeral frames and presence between nodes.
@@ -27,5 +28,6 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod programme;
+pub mod schedule;
 pub mod server;
 pub mod store;

@@ -23,6 +23,7 @@ use triad_protocol::{PROTOCOL_VERSION, limits};
 use crate::auth::TokenVerifier;
 use crate::calls::Calls;
 use crate::hub::Hub;
+use crate::schedule::Schedule;
 use crate::store::SharedStore;
 
 /// Settings a session needs.
@@ -48,6 +49,8 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     /// Video calls: state, signalling relay, TURN credentials.
     pub calls: Arc<Calls>,
+    /// Coaching sessions.
+    pub schedule: Arc<Schedule>,
     /// Token verification.
     pub verifier: TokenVerifier,
     /// Session settings.
@@ -72,10 +75,12 @@ impl Gateway {
         verifier: TokenVerifier,
         settings: SessionSettings,
     ) -> Self {
+        let schedule = Schedule::new(store.clone(), hub.clone());
         Self {
             store,
             hub,
             calls,
+            schedule,
             verifier,
             settings,
             draining: CancellationToken::new(),

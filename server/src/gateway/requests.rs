@@ -252,7 +252,41 @@ impl Session {
             Request::IceServers { call } => {
                 Ok(self.gateway.calls.ice_servers(&self.outbox, &call)?)
             }
+            Request::Coachings { room } => self.coachings(room.as_ref()).await,
+            Request::Pin { room, seq } => self.pin(&room, seq, true).await.map_err(|r| r.in_room(&room)),
+            Request::Unpin { room, seq } => self.pin(&room, seq, false).await.map_err(|r| r.in_room(&room)),
+            Request::Pins { room } => self.pins(&room).await.map_err(|r| r.in_room(&room)),
         }
+    }
+
+    /// `coachings`: the sessions of the rooms this person sees (or of one) not yet ended.
+    async fn coachings(&self, room: Option<&RoomId>) -> Reply {
+        let rooms: Vec<RoomId> = match room {
+            Some(room) if self.rooms.contains_key(room) => vec![room.clone()],
+            Some(room) => {
+                let refusal = Refusal::new(ErrorCode::NotAMember, format!("you are not in {room}"));
+                return Err(refusal.in_room(room));
+            }
+            None => self.rooms.keys().cloned().collect(),
+        };
+        let coachings = self
+            .gateway
+            .schedule
+            .upcoming(&rooms, crate::store::now_ms())
+            .await?;
+        Ok(ServerMessage::Coachings { coachings })
+    }
+
+    /// `pin` and `unpin`.
+    async fn pin(&self, room: &RoomId, seq: u64, pinned: bool) -> Reply {
+        let _ = (room, seq, pinned);
+        Err(Refusal::new(ErrorCode::Internal, "pins are not available yet"))
+    }
+
+    /// `pins`.
+    async fn pins(&self, room: &RoomId) -> Reply {
+        let _ = room;
+        Err(Refusal::new(ErrorCode::Internal, "pins are not available yet"))
     }
 
     fn kind_of(&self, room: &RoomId) -> RoomKind {

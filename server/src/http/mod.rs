@@ -1,6 +1,7 @@
 //! HTTP: the router (the websocket endpoint, health and readiness checks, metrics, the web client)
 //! and [`serve`], the accept loop with a header timeout and `TCP_NODELAY`.
 
+pub mod api;
 pub mod serve;
 pub mod web;
 
@@ -22,6 +23,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .nest("/api", api::routes())
         .with_state(gateway)
 }
 

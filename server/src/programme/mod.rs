@@ -2,8 +2,10 @@
 //! validated as a whole, every problem reported with its line and field, then turned into
 //! the [`Programme`](crate::store::Programme) the store keeps.
 
+pub mod model;
 pub mod roster;
 
+pub use model::{Cycle, Region};
 pub use roster::{Problem, Roster, RosterError};
 
 /// The demo programme: three regions, two trios, one moderator, one coordinator.

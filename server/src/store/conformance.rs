@@ -761,6 +761,47 @@ pub(super) mod suite {
     /// A call record is inserted, then replaced by the same call id as the call goes on;
     /// a room's records come back oldest first, other rooms' apart, an unknown room is
     /// refused.
+    /// Documents: conditional writes are compare-and-set, collections are separate, and a
+    /// contended update loses no change.
+    pub(in super::super) async fn documents_are_compared_and_set(store: SharedStore) {
+        use crate::store::docs::Docs;
+        use crate::store::{Collection, Expect};
+        let s = store.as_ref();
+        assert_eq!(s.doc(Collection::Cycles, "c1").await.unwrap(), None);
+        assert!(s.write_doc(Collection::Cycles, "c1", Expect::Absent, Some("one".into())).await.unwrap());
+        assert!(!s.write_doc(Collection::Cycles, "c1", Expect::Absent, Some("two".into())).await.unwrap(),
+            "an insert over an existing document must not happen");
+        assert!(!s.write_doc(Collection::Cycles, "c1", Expect::Value("zzz".into()), None).await.unwrap());
+        assert!(s.write_doc(Collection::Cycles, "c1", Expect::Value("one".into()), Some("three".into())).await.unwrap());
+        assert_eq!(s.doc(Collection::Cycles, "c1").await.unwrap().as_deref(), Some("three"));
+        assert_eq!(s.doc(Collection::Regions, "c1").await.unwrap(), None, "collections are separate");
+        assert!(s.write_doc(Collection::Cycles, "a0", Expect::Anything, Some("first".into())).await.unwrap());
+        let all = s.docs(Collection::Cycles).await.unwrap();
+        assert_eq!(all, vec![("a0".into(), "first".into()), ("c1".into(), "three".into())]);
+        assert!(s.write_doc(Collection::Cycles, "a0", Expect::Anything, None).await.unwrap());
+        assert_eq!(s.docs(Collection::Cycles).await.unwrap().len(), 1);
+
+        // Twenty concurrent increments of one counter: none is lost.
+        let mut tasks = JoinSet::new();
+        for _ in 0..20 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let counters: Docs<'_, u32> = Docs::new(store.as_ref(), Collection::Jobs);
+                counters
+                    .update("counter", |n: Option<u32>| {
+                        Ok::<_, ()>((Some(n.unwrap_or(0) + 1), ()))
+                    })
+                    .await
+                    .map_err(|_| "update failed")
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().unwrap();
+        }
+        let counters: Docs<'_, u32> = Docs::new(s, Collection::Jobs);
+        assert_eq!(counters.get("counter").await.unwrap(), Some(20));
+    }
+
     pub(in super::super) async fn call_records_are_inserted_and_updated(store: &dyn Store) {
         use crate::store::{Attendance, CallRecord};
         use triad_protocol::CallId;
@@ -1102,6 +1143,12 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn documents_are_compared_and_set() {
+        let fresh = fresh();
+        suite::documents_are_compared_and_set(fresh.store.clone()).await;
+    }
+
+    #[tokio::test]
     async fn exported_events_restore_into_a_fresh_store() {
         let (source, target) = (fresh(), fresh());
         suite::exported_events_restore_into_a_fresh_store(
@@ -1317,6 +1364,12 @@ mod redis_backend {
     async fn call_records_are_inserted_and_updated() {
         let fresh = fresh().await;
         suite::call_records_are_inserted_and_updated(fresh.store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn documents_are_compared_and_set() {
+        let fresh = fresh().await;
+        suite::documents_are_compared_and_set(fresh.shared()).await;
     }
 
     #[tokio::test]

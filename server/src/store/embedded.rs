@@ -17,7 +17,8 @@
 //! - `room_states`: room to (epoch, last_seq, last_ts); a room exists iff it has a state;
 //! - `rooms`: room to the JSON of its membership;
 //! - `people`: person to the JSON of their [`PersonInfo`];
-//! - `calls`: (room, call id) to the JSON of a [`CallRecord`].
+//! - `calls`: (room, call id) to the JSON of a [`CallRecord`];
+//! - `docs`: (collection, key) to a document (see [`Collection`]).
 
 use std::fmt::Display;
 use std::ops::Bound;
@@ -39,7 +40,7 @@ use triad_protocol::{
 
 use super::stored_call::StoredCall;
 use super::{
-    Appended, CallRecord, EventSink, HistoryPage, Page, Programme, RoomRecord, RoomState, Store,
+    Appended, CallRecord, Collection, EventSink, Expect, HistoryPage, Page, Programme, RoomRecord, RoomState, Store,
     StoreError, now_ms,
 };
 
@@ -59,6 +60,7 @@ const STATES: TableDefinition<&str, StateRow> = TableDefinition::new("room_state
 const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
 const PEOPLE: TableDefinition<&str, &[u8]> = TableDefinition::new("people");
 const CALLS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("calls");
+const DOCS: TableDefinition<(&str, &str), &str> = TableDefinition::new("docs");
 
 /// The embedded backend: a single crash-safe file, every commit durable when it returns.
 ///
@@ -251,6 +253,52 @@ impl Store for EmbeddedStore {
         let room = room.clone();
         self.read(move |txn| read_calls(txn, &room)).await
     }
+
+    async fn doc(&self, collection: Collection, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |txn| {
+            let docs = txn.open_table(DOCS).map_err(storage)?;
+            let found = docs.get((collection.as_str(), key.as_str())).map_err(storage)?;
+            Ok(found.map(|value| value.value().to_owned()))
+        })
+        .await
+    }
+
+    async fn docs(&self, collection: Collection) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(move |txn| {
+            let docs = txn.open_table(DOCS).map_err(storage)?;
+            let name = collection.as_str();
+            let mut found = Vec::new();
+            // Keys are UTF-8 and sort below U+10FFFF.
+            for entry in docs
+                .range((name, "")..=(name, "\u{10ffff}"))
+                .map_err(storage)?
+            {
+                let (key, value) = entry.map_err(storage)?;
+                found.push((key.value().1.to_owned(), value.value().to_owned()));
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn write_doc(
+        &self,
+        collection: Collection,
+        key: &str,
+        expect: Expect,
+        value: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.submit(|reply| Command::Doc {
+            collection,
+            key,
+            expect,
+            value,
+            reply,
+        })
+        .await
+    }
 }
 
 /// The writer thread's handle; waits for the thread when the store is dropped.
@@ -315,6 +363,13 @@ enum Command {
         record: CallRecord,
         reply: Reply<()>,
     },
+    Doc {
+        collection: Collection,
+        key: String,
+        expect: Expect,
+        value: Option<String>,
+        reply: Reply<bool>,
+    },
 }
 
 impl Command {
@@ -327,6 +382,7 @@ impl Command {
             Self::Read { reply, .. } => Done::failed(reply, message).answer(),
             Self::Programme { reply, .. } => Done::failed(reply, message).answer(),
             Self::Call { reply, .. } => Done::failed(reply, message).answer(),
+            Self::Doc { reply, .. } => Done::failed(reply, message).answer(),
         }
     }
 }
@@ -402,6 +458,7 @@ enum Applied {
     Read(Done<Seq>),
     Programme(Done<()>),
     Call(Done<()>),
+    Doc(Done<bool>),
 }
 
 impl Applied {
@@ -413,6 +470,7 @@ impl Applied {
             Self::Read(done) => done.fatal(),
             Self::Programme(done) => done.fatal(),
             Self::Call(done) => done.fatal(),
+            Self::Doc(done) => done.fatal(),
         }
     }
 
@@ -439,6 +497,7 @@ impl Applied {
             Self::Read(done) => done.answer(),
             Self::Programme(done) => done.answer(),
             Self::Call(done) => done.answer(),
+            Self::Doc(done) => done.answer(),
         }
     }
 
@@ -450,6 +509,7 @@ impl Applied {
             Self::Read(done) => done.fail(message),
             Self::Programme(done) => done.fail(message),
             Self::Call(done) => done.fail(message),
+            Self::Doc(done) => done.fail(message),
         }
     }
 }
@@ -538,6 +598,7 @@ struct WriteTables<'txn> {
     rooms: Table<'txn, &'static str, &'static [u8]>,
     people: Table<'txn, &'static str, &'static [u8]>,
     calls: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    docs: Table<'txn, (&'static str, &'static str), &'static str>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -550,6 +611,7 @@ impl<'txn> WriteTables<'txn> {
             rooms: txn.open_table(ROOMS)?,
             people: txn.open_table(PEOPLE)?,
             calls: txn.open_table(CALLS)?,
+            docs: txn.open_table(DOCS)?,
         })
     }
 
@@ -596,6 +658,16 @@ impl<'txn> WriteTables<'txn> {
             Command::Call { record, reply } => {
                 let result = self.record_call(&record);
                 Applied::Call(Done { reply, result })
+            }
+            Command::Doc {
+                collection,
+                key,
+                expect,
+                value,
+                reply,
+            } => {
+                let result = self.write_doc(collection, &key, &expect, value.as_deref());
+                Applied::Doc(Done { reply, result })
             }
         }
     }
@@ -784,6 +856,36 @@ impl<'txn> WriteTables<'txn> {
             stored.as_slice(),
         )?;
         Ok(())
+    }
+
+    fn write_doc(
+        &mut self,
+        collection: Collection,
+        key: &str,
+        expect: &Expect,
+        value: Option<&str>,
+    ) -> Result<bool, Failure> {
+        let at = (collection.as_str(), key);
+        let holds = match expect {
+            Expect::Anything => true,
+            Expect::Absent => self.docs.get(at)?.is_none(),
+            Expect::Value(wanted) => self
+                .docs
+                .get(at)?
+                .is_some_and(|current| current.value() == wanted),
+        };
+        if !holds {
+            return Ok(false);
+        }
+        match value {
+            Some(value) => {
+                self.docs.insert(at, value)?;
+            }
+            None => {
+                self.docs.remove(at)?;
+            }
+        }
+        Ok(true)
     }
 
     /// Writes a new event and its room's new state.

@@ -10,6 +10,7 @@
 //! from its feed, whichever node appended them, possibly after the caller's answer; it never
 //! skips one (a gap is filled from history) and never delivers one twice.
 
+pub mod docs;
 pub mod embedded;
 pub mod redis;
 mod stored_call;
@@ -141,6 +142,78 @@ pub struct Attendance {
     pub left_at: Option<Timestamp>,
 }
 
+/// A collection of small JSON documents the store keeps by key: the programme's state
+/// beyond people and rooms (regions, cycles, coaching sessions, invitations, pins,
+/// preferences). [`docs`] gives typed access with compare-and-set updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Collection {
+    /// Region id to region.
+    Regions,
+    /// Cycle id to cycle.
+    Cycles,
+    /// Room id to the room's coaching sessions (one document per room, so a booking checks
+    /// for overlaps atomically).
+    Coachings,
+    /// Invitation code hash to invitation.
+    Invitations,
+    /// Refresh token hash to grant.
+    Grants,
+    /// Person id to the time before which their tokens are void.
+    Revocations,
+    /// Room id to the room's pins.
+    Pins,
+    /// Person id to their preferences (e-mail, calendar feed key).
+    Preferences,
+    /// Calendar feed key hash to person id.
+    CalendarKeys,
+    /// A one-time job's key (a reminder or digest already sent) to when it was done, so
+    /// one node of several does it once.
+    Jobs,
+}
+
+impl Collection {
+    /// Every collection.
+    pub const ALL: [Self; 10] = [
+        Self::Regions,
+        Self::Cycles,
+        Self::Coachings,
+        Self::Invitations,
+        Self::Grants,
+        Self::Revocations,
+        Self::Pins,
+        Self::Preferences,
+        Self::CalendarKeys,
+        Self::Jobs,
+    ];
+
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Regions => "regions",
+            Self::Cycles => "cycles",
+            Self::Coachings => "coachings",
+            Self::Invitations => "invitations",
+            Self::Grants => "grants",
+            Self::Revocations => "revocations",
+            Self::Pins => "pins",
+            Self::Preferences => "preferences",
+            Self::CalendarKeys => "calendar_keys",
+            Self::Jobs => "jobs",
+        }
+    }
+}
+
+/// What a document must hold for a write to happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever it holds.
+    Anything,
+    /// It must not exist.
+    Absent,
+    /// It must hold exactly this.
+    Value(String),
+}
+
 /// Receives events once they are durable, in sequence order per room.
 pub trait EventSink: Send + Sync + 'static {
     /// Called once per stored event. Must not block.
@@ -231,6 +304,23 @@ pub trait Store: Send + Sync + 'static {
             "call records are not supported by this store".into(),
         ))
     }
+
+    /// One document, if it exists.
+    async fn doc(&self, collection: Collection, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Every document of a collection, ordered by key.
+    async fn docs(&self, collection: Collection) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Writes a document (`Some`) or deletes it (`None`) if it holds what `expect` says,
+    /// atomically; returns whether it did. A `false` means someone else changed it first:
+    /// read again and retry.
+    async fn write_doc(
+        &self,
+        collection: Collection,
+        key: &str,
+        expect: Expect,
+        value: Option<String>,
+    ) -> Result<bool, StoreError>;
 
     /// This node starts (`true`) or stops having local sessions in `room`. A shared backend
     /// delivers a room's events to the sink only while it is watched; an embedded one

@@ -17,6 +17,7 @@
 //! An append whose answer is lost may still have been stored: the caller's retry with the
 //! same client message id then returns it, marked duplicate.
 
+mod docs;
 mod feed;
 mod keys;
 mod records;
@@ -45,7 +46,7 @@ use self::records::{StoredRoom, decode, encode, event_of_entry, event_without_po
 use self::scripts::{Effect, Reply};
 use super::stored_call::StoredCall;
 use super::{
-    Appended, CallRecord, EventSink, HistoryPage, Page, Programme, RoomRecord, RoomState, Store,
+    Appended, CallRecord, Collection, EventSink, Expect, HistoryPage, Page, Programme, RoomRecord, RoomState, Store,
     StoreError,
 };
 
@@ -565,6 +566,47 @@ impl Store for RedisStore {
         // Oldest first; calls started in the same millisecond by call id.
         records.sort_by(|a, b| (a.started_at, &a.call.0).cmp(&(b.started_at, &b.call.0)));
         Ok(records)
+    }
+
+    async fn doc(&self, collection: Collection, key: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn();
+        self.call(
+            "read a document",
+            redis::cmd("HGET")
+                .arg(docs::hash(collection))
+                .arg(key)
+                .query_async(&mut conn),
+        )
+        .await
+    }
+
+    async fn docs(&self, collection: Collection) -> Result<Vec<(String, String)>, StoreError> {
+        let mut conn = self.conn();
+        let all: HashMap<String, String> = self
+            .call(
+                "read documents",
+                redis::cmd("HGETALL")
+                    .arg(docs::hash(collection))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let mut all: Vec<(String, String)> = all.into_iter().collect();
+        all.sort();
+        Ok(all)
+    }
+
+    async fn write_doc(
+        &self,
+        collection: Collection,
+        key: &str,
+        expect: Expect,
+        value: Option<String>,
+    ) -> Result<bool, StoreError> {
+        self.call(
+            "write a document",
+            docs::write(self.conn(), collection, key, &expect, value.as_deref()),
+        )
+        .await
     }
 
     fn watch_room(&self, room: &RoomId, watching: bool) {

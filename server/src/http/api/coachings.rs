@@ -1,0 +1,116 @@
+//! `/api/coachings`: book, list, move and cancel coaching sessions.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use triad_protocol::{CoachingId, CoachingSession, RoomId};
+
+use super::{ApiError, ApiResult, Body, Caller};
+use crate::gateway::Gateway;
+use crate::schedule::{Booking, Change};
+
+/// The routes.
+pub fn routes() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/coachings", get(list).post(book))
+        .route("/coachings/{id}", get(one).patch(change))
+        .route("/coachings/{id}/cancel", post(cancel))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    room: Option<RoomId>,
+}
+
+fn parse_id(id: &str) -> ApiResult<CoachingId> {
+    CoachingId::new(id).map_err(|err| ApiError::not_found(err.to_string()))
+}
+
+/// `GET /api/coachings[?room=]`: sessions of the rooms the caller sees (every room, for
+/// the coordinator), soonest first, ended and cancelled ones included.
+async fn list(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Vec<CoachingSession>>> {
+    let programme = gateway.store.programme().await?;
+    let visible: Vec<RoomId> = programme
+        .rooms
+        .iter()
+        .filter(|room| {
+            caller.0.role == triad_protocol::Role::Coordinator
+                || crate::auth::access_to(room, &caller.0.id) != crate::auth::Access::None
+        })
+        .filter(|room| query.room.as_ref().is_none_or(|wanted| &room.id == wanted))
+        .map(|room| room.id.clone())
+        .collect();
+    if let Some(room) = &query.room
+        && visible.is_empty()
+    {
+        return Err(ApiError::forbidden(format!("you are not in {room}")));
+    }
+    let mut sessions = Vec::new();
+    for room in &visible {
+        sessions.extend(gateway.schedule.of_room(room).await?);
+    }
+    sessions.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
+    Ok(Json(sessions))
+}
+
+/// `GET /api/coachings/{id}`.
+async fn one(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CoachingSession>> {
+    let id = parse_id(&id)?;
+    let session = gateway
+        .schedule
+        .find(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no coaching session {id}")))?;
+    let room = gateway.store.room(&session.room).await?;
+    let sees = caller.0.role == triad_protocol::Role::Coordinator
+        || room.is_some_and(|room| {
+            crate::auth::access_to(&room, &caller.0.id) != crate::auth::Access::None
+        });
+    if !sees {
+        return Err(ApiError::not_found(format!("no coaching session {id}")));
+    }
+    Ok(Json(session))
+}
+
+/// `POST /api/coachings`: books a session.
+async fn book(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Body(booking): Body<Booking>,
+) -> ApiResult<(StatusCode, Json<CoachingSession>)> {
+    let session = gateway.schedule.book(&caller.0, booking).await?;
+    Ok((StatusCode::CREATED, Json(session)))
+}
+
+/// `PATCH /api/coachings/{id}`: moves a session or changes its details.
+async fn change(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(change): Body<Change>,
+) -> ApiResult<Json<CoachingSession>> {
+    let id = parse_id(&id)?;
+    Ok(Json(gateway.schedule.change(&caller.0, &id, change).await?))
+}
+
+/// `POST /api/coachings/{id}/cancel`: cancels a session.
+async fn cancel(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CoachingSession>> {
+    let id = parse_id(&id)?;
+    Ok(Json(gateway.schedule.cancel(&caller.0, &id).await?))
+}

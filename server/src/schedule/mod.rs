@@ -1,0 +1,314 @@
+//! Coaching sessions: booking, moving and cancelling them with their rules ([`rules`]),
+//! telling the members of the room, reminding them ([`reminders`]), and the per-person
+//! iCalendar feed ([`calendar`]).
+//!
+//! A room's sessions are one document ([`Collection::Coachings`], keyed by room), changed by
+//! compare-and-set, so two bookings racing for the same hour cannot both land, whichever
+//! nodes take them. Sessions are kept after they end or are cancelled: they feed calendars
+//! (a cancellation must reach them) and cycle reports.
+
+pub mod calendar;
+pub mod reminders;
+pub mod rules;
+
+use std::sync::Arc;
+
+use triad_protocol::{
+    CoachingChange, CoachingId, CoachingSession, CoachingStatus, ErrorCode, PersonId, PersonInfo,
+    Role, RoomId, RoomKind, ServerFrame, ServerMessage, Timestamp,
+};
+
+use crate::hub::Hub;
+use crate::store::docs::{Docs, UpdateError};
+use crate::store::{Collection, RoomRecord, SharedStore, StoreError, now_ms};
+
+pub use rules::{Booking, Change};
+
+/// Why a booking, move or cancellation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// The session would start in the past.
+    #[error("the session would start in the past ({0})")]
+    InPast(String),
+    /// The room has another session at that time.
+    #[error("the room already has \"{title}\" from {start} to {end} (UTC)")]
+    Overlap {
+        /// The other session's title.
+        title: String,
+        /// Its start, RFC 3339 UTC.
+        start: String,
+        /// Its end.
+        end: String,
+    },
+    /// The time zone is not an IANA name.
+    #[error("unknown time zone {0:?}; use an IANA name such as Europe/Rome")]
+    UnknownTimeZone(String),
+    /// No such session.
+    #[error("no coaching session {0}")]
+    NoCoaching(CoachingId),
+    /// The session was cancelled.
+    #[error("coaching session {0} was cancelled")]
+    Cancelled(CoachingId),
+    /// The room does not exist.
+    #[error("no room {0}")]
+    UnknownRoom(RoomId),
+    /// The person may not book for that room.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A field is missing or out of its limits.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ScheduleError {
+    /// The protocol code for this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InPast(_) => ErrorCode::CoachingInPast,
+            Self::Overlap { .. } => ErrorCode::CoachingOverlap,
+            Self::UnknownTimeZone(_) => ErrorCode::UnknownTimeZone,
+            Self::NoCoaching(_) => ErrorCode::NoCoaching,
+            Self::Cancelled(_) => ErrorCode::CoachingCancelled,
+            Self::UnknownRoom(_) => ErrorCode::UnknownRoom,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::Invalid(_) => ErrorCode::InvalidRequest,
+            Self::Store(StoreError::UnknownRoom(_)) => ErrorCode::UnknownRoom,
+            Self::Store(_) => ErrorCode::StoreUnavailable,
+        }
+    }
+}
+
+impl From<UpdateError<ScheduleError>> for ScheduleError {
+    fn from(err: UpdateError<ScheduleError>) -> Self {
+        match err {
+            UpdateError::Refused(err) => err,
+            UpdateError::Store(err) => Self::Store(err),
+        }
+    }
+}
+
+/// Who is told about a room's sessions: its members, its assigned moderators (joined or
+/// not: they run the sessions) and, for the commons, everyone.
+pub fn audience(room: &RoomRecord) -> Vec<PersonId> {
+    let mut people = room.members.clone();
+    for moderator in &room.moderators {
+        if !people.contains(moderator) {
+            people.push(moderator.clone());
+        }
+    }
+    people
+}
+
+/// Whether `person` may book, move and cancel sessions of `room`: the coordinator
+/// anywhere; a moderator in the trios assigned to them and in the commons; a head in their
+/// own trio.
+pub fn may_book(person: &PersonInfo, room: &RoomRecord) -> bool {
+    match person.role {
+        Role::Coordinator => true,
+        Role::Moderator => room.kind == RoomKind::Commons || room.moderators.contains(&person.id),
+        Role::Head => room.kind == RoomKind::Trio && room.members.contains(&person.id),
+    }
+}
+
+/// Coaching sessions: the rules, the store, and telling people.
+pub struct Schedule {
+    store: SharedStore,
+    hub: Arc<Hub>,
+}
+
+impl Schedule {
+    /// The schedule kept in `store`; changes are pushed through `hub`.
+    pub fn new(store: SharedStore, hub: Arc<Hub>) -> Arc<Self> {
+        Arc::new(Self { store, hub })
+    }
+
+    fn docs(&self) -> Docs<'_, Vec<CoachingSession>> {
+        Docs::new(self.store.as_ref(), Collection::Coachings)
+    }
+
+    /// The store the schedule keeps its sessions in.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    async fn room_for(&self, by: &PersonInfo, room: &RoomId) -> Result<RoomRecord, ScheduleError> {
+        let record = self
+            .store
+            .room(room)
+            .await?
+            .ok_or_else(|| ScheduleError::UnknownRoom(room.clone()))?;
+        if !may_book(by, &record) {
+            let why = match (by.role, record.kind) {
+                (Role::Head, RoomKind::Trio) => format!("{room} is not your trio"),
+                (Role::Moderator, _) => format!("you are not a moderator of {room}"),
+                _ => format!("sessions of {room} are booked by its moderators"),
+            };
+            return Err(ScheduleError::Forbidden(why));
+        }
+        Ok(record)
+    }
+
+    /// Books a session; tells the room's people.
+    pub async fn book(
+        &self,
+        by: &PersonInfo,
+        booking: Booking,
+    ) -> Result<CoachingSession, ScheduleError> {
+        let now = now_ms();
+        let plan = booking.check(now)?;
+        let record = self.room_for(by, &booking.room).await?;
+        let session = CoachingSession {
+            id: CoachingId::new(format!("cs-{:016x}", rand::random::<u64>()))
+                .map_err(|err| ScheduleError::Invalid(err.to_string()))?,
+            room: booking.room.clone(),
+            title: plan.title,
+            agenda: plan.agenda,
+            start: plan.start,
+            duration_min: plan.duration_min,
+            time_zone: plan.time_zone,
+            status: CoachingStatus::Scheduled,
+            sequence: 0,
+            booked_by: by.id.clone(),
+            updated_at: now,
+        };
+        let booked = session.clone();
+        self.docs()
+            .update(record.id.as_str(), move |sessions| {
+                let mut sessions = sessions.unwrap_or_default();
+                rules::check_free(&sessions, &booked, None)?;
+                sessions.push(booked.clone());
+                sessions.sort_by_key(|s| s.start);
+                Ok((Some(sessions), ()))
+            })
+            .await?;
+        tracing::info!(coaching = %session.id, room = %session.room, by = %by.id, "coaching session booked");
+        self.announce(&record, CoachingChange::Booked, &session, None);
+        Ok(session)
+    }
+
+    /// Moves a session or changes its title, agenda or duration; tells the room's people.
+    pub async fn change(
+        &self,
+        by: &PersonInfo,
+        id: &CoachingId,
+        change: Change,
+    ) -> Result<CoachingSession, ScheduleError> {
+        let now = now_ms();
+        let current = self.find(id).await?.ok_or_else(|| ScheduleError::NoCoaching(id.clone()))?;
+        let record = self.room_for(by, &current.room).await?;
+        let id_owned = id.clone();
+        let (session, previous) = self
+            .docs()
+            .update(record.id.as_str(), move |sessions| {
+                let mut sessions = sessions.unwrap_or_default();
+                let at = sessions
+                    .iter()
+                    .position(|s| s.id == id_owned)
+                    .ok_or_else(|| ScheduleError::NoCoaching(id_owned.clone()))?;
+                let old = sessions[at].clone();
+                if old.status == CoachingStatus::Cancelled {
+                    return Err(ScheduleError::Cancelled(id_owned.clone()));
+                }
+                let new = change.apply(&old, now)?;
+                rules::check_free(&sessions, &new, Some(&id_owned))?;
+                sessions[at] = new.clone();
+                sessions.sort_by_key(|s| s.start);
+                Ok((Some(sessions), (new, old.start)))
+            })
+            .await?;
+        tracing::info!(coaching = %session.id, by = %by.id, "coaching session changed");
+        self.announce(&record, CoachingChange::Moved, &session, Some(previous));
+        Ok(session)
+    }
+
+    /// Cancels a session (kept, marked cancelled); tells the room's people.
+    pub async fn cancel(
+        &self,
+        by: &PersonInfo,
+        id: &CoachingId,
+    ) -> Result<CoachingSession, ScheduleError> {
+        let now = now_ms();
+        let current = self.find(id).await?.ok_or_else(|| ScheduleError::NoCoaching(id.clone()))?;
+        let record = self.room_for(by, &current.room).await?;
+        let id_owned = id.clone();
+        let session = self
+            .docs()
+            .update(record.id.as_str(), move |sessions| {
+                let mut sessions = sessions.unwrap_or_default();
+                let session = sessions
+                    .iter_mut()
+                    .find(|s| s.id == id_owned)
+                    .ok_or_else(|| ScheduleError::NoCoaching(id_owned.clone()))?;
+                if session.status == CoachingStatus::Cancelled {
+                    return Err(ScheduleError::Cancelled(id_owned.clone()));
+                }
+                session.status = CoachingStatus::Cancelled;
+                session.sequence += 1;
+                session.updated_at = now;
+                let cancelled = session.clone();
+                Ok((Some(sessions), cancelled))
+            })
+            .await?;
+        tracing::info!(coaching = %session.id, by = %by.id, "coaching session cancelled");
+        self.announce(&record, CoachingChange::Cancelled, &session, None);
+        Ok(session)
+    }
+
+    /// One session.
+    pub async fn find(&self, id: &CoachingId) -> Result<Option<CoachingSession>, StoreError> {
+        Ok(self.all().await?.into_iter().find(|s| &s.id == id))
+    }
+
+    /// The sessions of one room, by start.
+    pub async fn of_room(&self, room: &RoomId) -> Result<Vec<CoachingSession>, StoreError> {
+        Ok(self.docs().get(room.as_str()).await?.unwrap_or_default())
+    }
+
+    /// Every session of every room, by start.
+    pub async fn all(&self) -> Result<Vec<CoachingSession>, StoreError> {
+        let mut all: Vec<CoachingSession> = self
+            .docs()
+            .all()
+            .await?
+            .into_iter()
+            .flat_map(|(_, sessions)| sessions)
+            .collect();
+        all.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
+        Ok(all)
+    }
+
+    /// The sessions of `rooms` that have not ended at `now`, soonest first.
+    pub async fn upcoming(
+        &self,
+        rooms: &[RoomId],
+        now: Timestamp,
+    ) -> Result<Vec<CoachingSession>, StoreError> {
+        let mut found = Vec::new();
+        for room in rooms {
+            found.extend(self.of_room(room).await?.into_iter().filter(|s| s.end() > now));
+        }
+        found.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
+        Ok(found)
+    }
+
+    /// Pushes `coaching` to everyone the room's sessions concern, on every node.
+    pub fn announce(
+        &self,
+        room: &RoomRecord,
+        change: CoachingChange,
+        session: &CoachingSession,
+        previous_start: Option<Timestamp>,
+    ) {
+        let frame = ServerFrame::push(ServerMessage::Coaching {
+            change,
+            coaching: session.clone(),
+            previous_start,
+        });
+        for person in audience(room) {
+            self.hub.to_person(&person, &frame, None);
+        }
+    }
+}
