@@ -5,7 +5,7 @@
 pub mod model;
 pub mod roster;
 
-pub use model::{Cycle, Region};
+pub use model::{Cycle, Preferences, Region};
 pub use roster::{Problem, Roster, RosterError};
 
 /// The demo programme: three regions, two trios, one moderator, one coordinator.

@@ -74,3 +74,40 @@ pub async fn cycles(store: &dyn Store) -> Result<Vec<Cycle>, StoreError> {
 pub async fn cycle(store: &dyn Store, id: &str) -> Result<Option<Cycle>, StoreError> {
     Docs::new(store, Collection::Cycles).get(id).await
 }
+
+/// A person's contact details and choices ([`Collection::Preferences`], keyed by person).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preferences {
+    /// Their e-mail address, from the roster.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Whether they get reminders of coaching sessions by e-mail.
+    #[serde(default = "yes")]
+    pub email_reminders: bool,
+    /// Whether they get a digest of unread messages by e-mail while offline.
+    #[serde(default = "yes")]
+    pub email_digest: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Self {
+            email: None,
+            email_reminders: true,
+            email_digest: true,
+        }
+    }
+}
+
+/// A person's preferences (the defaults if none are stored).
+pub async fn preferences(
+    store: &dyn Store,
+    person: &triad_protocol::PersonId,
+) -> Result<Preferences, StoreError> {
+    let docs: Docs<'_, Preferences> = Docs::new(store, Collection::Preferences);
+    Ok(docs.get(person.as_str()).await?.unwrap_or_default())
+}
