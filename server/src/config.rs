@@ -82,6 +82,14 @@ pub struct Config {
     pub turn_secret: Option<String>,
     /// How long a TURN credential lasts.
     pub turn_ttl: Duration,
+    /// How long an access token issued on sign-in lasts.
+    pub access_ttl: Duration,
+    /// How long a refresh token lasts.
+    pub refresh_ttl: Duration,
+    /// How long an invitation link lasts.
+    pub invitation_ttl: Duration,
+    /// How often the schedule looks for reminders to send and sessions starting.
+    pub reminder_interval: Duration,
     /// Log output format.
     pub log_format: LogFormat,
 }
@@ -97,6 +105,8 @@ pub struct JwtConfig {
     pub secret_file: Option<PathBuf>,
     /// PEM public key for EdDSA or RS256.
     pub public_key_file: Option<PathBuf>,
+    /// PEM private key for EdDSA or RS256, so the server can issue tokens on sign-in.
+    pub private_key_file: Option<PathBuf>,
     /// The required `iss`.
     pub issuer: String,
     /// The required `aud`.
@@ -118,6 +128,7 @@ impl Default for Config {
                 secret: None,
                 secret_file: None,
                 public_key_file: None,
+                private_key_file: None,
                 issuer: "triad".into(),
                 audience: "triad".into(),
                 leeway: Duration::from_secs(30),
@@ -136,6 +147,10 @@ impl Default for Config {
             ice_urls: Vec::new(),
             turn_secret: None,
             turn_ttl: Duration::from_secs(3600),
+            access_ttl: Duration::from_secs(3600),
+            refresh_ttl: Duration::from_secs(30 * 86_400),
+            invitation_ttl: Duration::from_secs(7 * 86_400),
+            reminder_interval: Duration::from_secs(15),
             log_format: LogFormat::Text,
         }
     }
@@ -216,6 +231,14 @@ impl Config {
         set(&mut self.ice_urls, o.ice_urls);
         set_opt(&mut self.turn_secret, o.turn_secret);
         set(&mut self.turn_ttl, o.turn_ttl_secs.map(secs));
+        set_opt(&mut self.jwt.private_key_file, o.jwt_private_key_file);
+        set(&mut self.access_ttl, o.access_ttl_secs.map(secs));
+        set(&mut self.refresh_ttl, o.refresh_ttl_secs.map(secs));
+        set(&mut self.invitation_ttl, o.invitation_ttl_secs.map(secs));
+        set(
+            &mut self.reminder_interval,
+            o.reminder_interval_ms.map(Duration::from_millis),
+        );
     }
 
     /// An example configuration file with every setting and its default.
@@ -325,6 +348,21 @@ pub struct ConfigOverrides {
     /// Seconds a TURN credential lasts [default: 3600].
     #[arg(long, env = "TRIAD_TURN_TTL_SECS")]
     pub turn_ttl_secs: Option<u64>,
+    /// PEM private key file, for EdDSA or RS256, to issue tokens on sign-in.
+    #[arg(long, env = "TRIAD_JWT_PRIVATE_KEY_FILE")]
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// Seconds an access token issued on sign-in lasts [default: 3600].
+    #[arg(long, env = "TRIAD_ACCESS_TTL_SECS")]
+    pub access_ttl_secs: Option<u64>,
+    /// Seconds a refresh token lasts [default: 2592000, 30 days].
+    #[arg(long, env = "TRIAD_REFRESH_TTL_SECS")]
+    pub refresh_ttl_secs: Option<u64>,
+    /// Seconds an invitation link lasts [default: 604800, 7 days].
+    #[arg(long, env = "TRIAD_INVITATION_TTL_SECS")]
+    pub invitation_ttl_secs: Option<u64>,
+    /// Milliseconds between looks for reminders to send [default: 15000].
+    #[arg(long, env = "TRIAD_REMINDER_INTERVAL_MS")]
+    pub reminder_interval_ms: Option<u64>,
 }
 
 /// Why the configuration could not be loaded.
@@ -352,6 +390,10 @@ mod tests {
         assert_eq!(config.drain_delay, Config::default().drain_delay);
         assert_eq!(config.shutdown_timeout, Config::default().shutdown_timeout);
         assert_eq!(config.jwt.issuer, "triad");
+        assert_eq!(config.access_ttl, Config::default().access_ttl);
+        assert_eq!(config.refresh_ttl, Config::default().refresh_ttl);
+        assert_eq!(config.invitation_ttl, Config::default().invitation_ttl);
+        assert_eq!(config.reminder_interval, Config::default().reminder_interval);
     }
 
     #[test]

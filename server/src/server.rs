@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{AuthError, TokenVerifier};
+use crate::auth::{AuthError, GrantSettings, Grants, TokenMinter, TokenVerifier};
 use crate::bus::redis::{BusError, BusTiming, RedisLink};
 use crate::calls::turn::IceConfig;
 use crate::calls::{CallSettings, Calls};
@@ -97,7 +97,19 @@ impl Server {
             },
         };
         let calls = Calls::new(hub.clone(), store.clone(), call_settings);
-        let gateway = Arc::new(Gateway::new(store, hub, calls, verifier, settings));
+        let grants = Arc::new(Grants::new(
+            store.clone(),
+            hub.clone(),
+            TokenMinter::for_server(&config.jwt, &config.data_dir),
+            GrantSettings {
+                access_ttl: config.access_ttl,
+                refresh_ttl: config.refresh_ttl,
+                invitation_ttl: config.invitation_ttl,
+            },
+        ));
+        let gateway = Arc::new(Gateway::new(
+            store, hub, calls, verifier, grants, settings,
+        ));
         Ok(Self {
             listener,
             config,

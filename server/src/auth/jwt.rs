@@ -60,6 +60,8 @@ pub struct Verified {
     pub person: PersonId,
     /// When it expires, milliseconds since the Unix epoch.
     pub expires_at: Timestamp,
+    /// When it was issued, milliseconds since the Unix epoch (0 when the token says not).
+    pub issued_at: Timestamp,
 }
 
 fn algorithm(alg: JwtAlgorithm) -> Algorithm {
@@ -147,6 +149,7 @@ impl TokenVerifier {
         Ok(Verified {
             person,
             expires_at: i64::try_from(expires_ms).unwrap_or(i64::MAX),
+            issued_at: i64::try_from(data.claims.iat.saturating_mul(1000)).unwrap_or(0),
         })
     }
 }
@@ -181,6 +184,19 @@ impl TokenMinter {
             _ => Err(AuthError::Key(
                 "with EdDSA or RS256, mint with a private key (--private-key)".into(),
             )),
+        }
+    }
+
+    /// The minter a server issues sign-in tokens with: the HS256 secret, or the configured
+    /// private key for EdDSA and RS256. The error says what to configure.
+    pub fn for_server(jwt: &JwtConfig, data_dir: &Path) -> Result<Self, String> {
+        match (jwt.algorithm, &jwt.private_key_file) {
+            (JwtAlgorithm::Hs256, _) => Self::from_config(jwt, data_dir).map_err(|e| e.to_string()),
+            (_, Some(path)) => {
+                let pem = read_key(path).map_err(|e| e.to_string())?;
+                Self::with_private_key(&pem, jwt).map_err(|e| e.to_string())
+            }
+            (_, None) => Err("set jwt_private_key_file to issue EdDSA or RS256 tokens".into()),
         }
     }
 

@@ -5,7 +5,9 @@
 //! store, so a change of membership applies at the next request that reads it.
 
 pub mod access;
+pub mod grants;
 pub mod jwt;
 
+pub use grants::{GrantError, GrantSettings, Grants};
 pub use access::{Access, access_to};
 pub use jwt::{AuthError, Claims, TokenMinter, TokenVerifier, Verified};

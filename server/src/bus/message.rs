@@ -57,6 +57,15 @@ pub enum BusMessage {
         /// Everyone with a session on it.
         people: Vec<PresenceEntry>,
     },
+    /// A person's access was revoked: close their sessions.
+    Revoke {
+        /// The sending node.
+        origin: NodeId,
+        /// Who.
+        person: PersonId,
+        /// The close reason.
+        reason: String,
+    },
     /// The sending node is shutting down: forget its presence.
     Gone {
         /// The sending node.
@@ -71,6 +80,7 @@ impl BusMessage {
             Self::Room { origin, .. }
             | Self::Person { origin, .. }
             | Self::Presence { origin, .. }
+            | Self::Revoke { origin, .. }
             | Self::Heartbeat { origin, .. }
             | Self::Gone { origin } => origin,
         }

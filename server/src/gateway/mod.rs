@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use triad_protocol::{PROTOCOL_VERSION, limits};
 
-use crate::auth::TokenVerifier;
+use crate::auth::{Grants, TokenVerifier};
 use crate::calls::Calls;
 use crate::hub::Hub;
 use crate::schedule::Schedule;
@@ -53,6 +53,8 @@ pub struct Gateway {
     pub schedule: Arc<Schedule>,
     /// Token verification.
     pub verifier: TokenVerifier,
+    /// Invitations, sign-in tokens and revocation.
+    pub grants: Arc<Grants>,
     /// Session settings.
     pub settings: SessionSettings,
     /// Cancelled at the shutdown signal: readiness turns off while sessions go on for the
@@ -73,6 +75,7 @@ impl Gateway {
         hub: Arc<Hub>,
         calls: Arc<Calls>,
         verifier: TokenVerifier,
+        grants: Arc<Grants>,
         settings: SessionSettings,
     ) -> Self {
         let schedule = Schedule::new(store.clone(), hub.clone());
@@ -82,6 +85,7 @@ impl Gateway {
             calls,
             schedule,
             verifier,
+            grants,
             settings,
             draining: CancellationToken::new(),
             shutdown: CancellationToken::new(),

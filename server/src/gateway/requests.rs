@@ -195,7 +195,7 @@ impl Session {
                 ErrorCode::AlreadyAuthenticated,
                 "this session is signed in",
             )),
-            Request::Refresh { token } => self.refresh(&token),
+            Request::Refresh { token } => self.refresh(&token).await,
             Request::Send {
                 room,
                 client_msg_id,
@@ -277,16 +277,43 @@ impl Session {
         Ok(ServerMessage::Coachings { coachings })
     }
 
-    /// `pin` and `unpin`.
+    /// `pin` and `unpin`: changes the room's pins and, if anything changed, tells everyone
+    /// in the room (the person's own sessions too). Pinning twice or unpinning a message
+    /// that is not pinned is answered `ok` and announces nothing.
     async fn pin(&self, room: &RoomId, seq: u64, pinned: bool) -> Reply {
-        let _ = (room, seq, pinned);
-        Err(Refusal::new(ErrorCode::Internal, "pins are not available yet"))
+        use crate::programme::pins;
+        self.check_in(room)?;
+        let store = self.gateway.store.as_ref();
+        let changed = if pinned {
+            pins::pin(store, room, seq, &self.person, crate::store::now_ms()).await
+        } else {
+            pins::unpin(store, room, seq).await
+        }
+        .map_err(Self::pin_refusal)?;
+        if let Some(pin) = changed {
+            tracing::info!(%room, seq, pinned, by = %self.person, "pins changed");
+            let frame = ServerFrame::push(ServerMessage::Pinned { pin, pinned });
+            self.gateway.hub.broadcast(room, &frame, None);
+        }
+        Ok(ServerMessage::Ok)
     }
 
-    /// `pins`.
+    fn pin_refusal(err: crate::programme::pins::PinError) -> Refusal {
+        use crate::programme::pins::PinError;
+        match err {
+            PinError::Store(err) => Refusal::from(err),
+            other => Refusal::new(other.code(), other.to_string()),
+        }
+    }
+
+    /// `pins`: the room's pins, in message order.
     async fn pins(&self, room: &RoomId) -> Reply {
-        let _ = room;
-        Err(Refusal::new(ErrorCode::Internal, "pins are not available yet"))
+        self.check_in(room)?;
+        let pins = crate::programme::pins::pins(self.gateway.store.as_ref(), room).await?;
+        Ok(ServerMessage::Pins {
+            room: room.clone(),
+            pins,
+        })
     }
 
     fn kind_of(&self, room: &RoomId) -> RoomKind {
@@ -311,7 +338,7 @@ impl Session {
         })
     }
 
-    fn refresh(&mut self, token: &str) -> Reply {
+    async fn refresh(&mut self, token: &str) -> Reply {
         if token.len() > limits::MAX_TOKEN_BYTES {
             return Err(Refusal::new(
                 ErrorCode::InvalidRequest,
@@ -319,6 +346,9 @@ impl Session {
             ));
         }
         let verified = self.gateway.verifier.verify(token)?;
+        if let Err(err) = self.gateway.grants.check(&verified).await {
+            return Err(Refusal::new(err.code(), err.to_string()));
+        }
         if verified.person != self.person {
             return Err(Refusal::new(
                 ErrorCode::Forbidden,

@@ -147,7 +147,16 @@ async fn wait_hello(
             close(sink, CloseCode::AUTH_FAILED, message).await;
             return None;
         }
-        match gateway.verifier.verify(&token) {
+        let verified = match gateway.verifier.verify(&token) {
+            Ok(verified) => gateway
+                .grants
+                .check(&verified)
+                .await
+                .map(|()| verified)
+                .map_err(|err| (err.code(), err.to_string())),
+            Err(err) => Err((err.code(), err.to_string())),
+        };
+        match verified {
             Ok(verified) => {
                 return Some(Hello {
                     id: frame.id,
@@ -155,13 +164,9 @@ async fn wait_hello(
                     resume,
                 });
             }
-            Err(err) => {
-                tracing::debug!(error = %err, "hello refused");
-                send_frame(
-                    sink,
-                    &ServerFrame::error(frame.id, err.code(), err.to_string()),
-                )
-                .await;
+            Err((code, message)) => {
+                tracing::debug!(error = %message, "hello refused");
+                send_frame(sink, &ServerFrame::error(frame.id, code, message)).await;
                 close(sink, CloseCode::AUTH_FAILED, "authentication failed").await;
                 return None;
             }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use triad_protocol::{PersonId, PresenceStatus, RoomEvent, RoomId, ServerFrame, ServerMessage};
+use triad_protocol::{CloseCode, PersonId, PresenceStatus, RoomEvent, RoomId, ServerFrame, ServerMessage};
 
 pub use outbox::{EventFrame, Outbox, Outgoing, SessionControl, SessionKey};
 pub use presence::PresenceBook;
@@ -194,6 +194,36 @@ impl Hub {
         }
     }
 
+    /// Closes every session of a person, on every node, with [`CloseCode::REVOKED`].
+    pub fn revoke(&self, person: &PersonId, reason: &str) {
+        self.close_person(person, reason);
+        self.publish(BusMessage::Revoke {
+            origin: self.node.clone(),
+            person: person.clone(),
+            reason: reason.to_owned(),
+        });
+    }
+
+    fn close_person(&self, person: &PersonId, reason: &str) {
+        for outbox in self.presence.sessions_of(person) {
+            outbox.control().close(CloseCode::REVOKED, reason);
+        }
+    }
+
+    /// Sends one frame to every session of each of `people`, on every node, serialized
+    /// once.
+    pub fn to_people(&self, people: &[PersonId], frame: &ServerFrame) {
+        let text = encode(frame);
+        for person in people {
+            self.deliver_person(person, &text, None);
+            self.publish(BusMessage::Person {
+                origin: self.node.clone(),
+                person: person.clone(),
+                frame: text.to_string(),
+            });
+        }
+    }
+
     /// A person's status across the cluster.
     pub fn status(&self, person: &PersonId) -> PresenceStatus {
         let local = self.presence.status(person);
@@ -276,6 +306,7 @@ impl Hub {
                 let touched = self.view().replace_node(&origin, people, now);
                 self.reconcile_all(touched);
             }
+            BusMessage::Revoke { person, reason, .. } => self.close_person(&person, &reason),
             BusMessage::Gone { origin } => {
                 let touched = self.view().forget_node(&origin);
                 self.reconcile_all(touched);

@@ -7,6 +7,7 @@
 //! nodes take them. Sessions are kept after they end or are cancelled: they feed calendars
 //! (a cancellation must reach them) and cycle reports.
 
+pub mod attendance;
 pub mod calendar;
 pub mod reminders;
 pub mod rules;
@@ -307,8 +308,6 @@ impl Schedule {
             coaching: session.clone(),
             previous_start,
         });
-        for person in audience(room) {
-            self.hub.to_person(&person, &frame, None);
-        }
+        self.hub.to_people(&audience(room), &frame);
     }
 }

@@ -1,0 +1,363 @@
+//! Sign-in without passwords: single-use, expiring invitations that the coordinator sends
+//! each person, exchanged for a short-lived access token (a JWT) and a refresh token; and
+//! revocation.
+//!
+//! Codes and refresh tokens are 32 random bytes, given out once and stored only as their
+//! SHA-256 ([`Collection::Invitations`], [`Collection::Grants`]). Redeeming and refreshing
+//! are compare-and-set updates, so a code or refresh token works once even when two nodes
+//! receive it at the same moment. A refresh token is rotated on each use; presenting a
+//! replaced one again revokes the person's tokens (it was copied). Revoking a person
+//! ([`Collection::Revocations`]) voids every token issued until then, access and refresh
+//! alike, and closes their connections on every node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use triad_protocol::{ErrorCode, PersonId, Timestamp};
+
+use super::jwt::{AuthError, TokenMinter, Verified};
+use crate::hub::Hub;
+use crate::store::docs::{Docs, UpdateError};
+use crate::store::{Collection, SharedStore, StoreError, now_ms};
+
+/// How long tokens and invitations last.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantSettings {
+    /// An access token's lifetime.
+    pub access_ttl: Duration,
+    /// A refresh token's lifetime.
+    pub refresh_ttl: Duration,
+    /// An invitation's lifetime, unless the coordinator asks for another.
+    pub invitation_ttl: Duration,
+}
+
+/// Why a sign-in, refresh or revocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// No invitation has that code.
+    #[error("this invitation link is not valid")]
+    UnknownInvitation,
+    /// The invitation was used already.
+    #[error("this invitation was already used; ask the coordinator for a new link")]
+    InvitationUsed,
+    /// The invitation has expired.
+    #[error("this invitation has expired; ask the coordinator for a new link")]
+    InvitationExpired,
+    /// The refresh token is unknown, expired, replaced or revoked.
+    #[error("{0}")]
+    Revoked(String),
+    /// The person is not in the programme.
+    #[error("{0} is not in the programme")]
+    UnknownPerson(PersonId),
+    /// This server has no key to sign tokens with.
+    #[error("this server cannot issue tokens: {0}")]
+    NoSigningKey(String),
+    /// Signing failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl GrantError {
+    /// The protocol code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::UnknownInvitation => ErrorCode::InvitationInvalid,
+            Self::InvitationUsed => ErrorCode::InvitationUsed,
+            Self::InvitationExpired => ErrorCode::InvitationExpired,
+            Self::Revoked(_) => ErrorCode::TokenRevoked,
+            Self::UnknownPerson(_) => ErrorCode::UnknownPerson,
+            Self::NoSigningKey(_) | Self::Auth(_) => ErrorCode::Internal,
+            Self::Store(_) => ErrorCode::StoreUnavailable,
+        }
+    }
+}
+
+impl From<UpdateError<GrantError>> for GrantError {
+    fn from(err: UpdateError<GrantError>) -> Self {
+        match err {
+            UpdateError::Refused(err) => err,
+            UpdateError::Store(err) => Self::Store(err),
+        }
+    }
+}
+
+/// A stored invitation (under the hash of its code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    /// Who it signs in.
+    pub person: PersonId,
+    /// Who created it.
+    pub created_by: PersonId,
+    /// When.
+    pub created_at: Timestamp,
+    /// Until when it can be used.
+    pub expires_at: Timestamp,
+    /// When it was used, if it was.
+    pub used_at: Option<Timestamp>,
+}
+
+/// A stored refresh grant (under the hash of its token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Grant {
+    person: PersonId,
+    issued_at: Timestamp,
+    expires_at: Timestamp,
+    /// When it was exchanged for a new one.
+    replaced_at: Option<Timestamp>,
+}
+
+/// A person's revocation: tokens issued at or before it are void.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Revocation {
+    revoked_at: Timestamp,
+}
+
+/// A new invitation: the code, given out once.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewInvitation {
+    /// The person.
+    pub person: PersonId,
+    /// The secret code (goes in the link).
+    pub code: String,
+    /// Until when it can be used.
+    pub expires_at: Timestamp,
+}
+
+/// Tokens for a signed-in person.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tokens {
+    /// Who.
+    pub person: PersonId,
+    /// The JWT for `hello` and the API.
+    pub access_token: String,
+    /// When it expires, ms since the Unix epoch.
+    pub access_expires_at: Timestamp,
+    /// The refresh token, for `POST /api/auth/refresh`.
+    pub refresh_token: String,
+    /// When it expires.
+    pub refresh_expires_at: Timestamp,
+}
+
+/// A random secret, URL-safe.
+fn secret() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// The stored key of a secret.
+fn digest(secret: &str) -> String {
+    let hash = Sha256::digest(secret.as_bytes());
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Invitations, tokens and revocations.
+pub struct Grants {
+    store: SharedStore,
+    hub: Arc<Hub>,
+    minter: Result<TokenMinter, String>,
+    settings: GrantSettings,
+}
+
+impl Grants {
+    /// Grants kept in `store`; `minter` signs access tokens (or says why there is none).
+    pub fn new(
+        store: SharedStore,
+        hub: Arc<Hub>,
+        minter: Result<TokenMinter, String>,
+        settings: GrantSettings,
+    ) -> Self {
+        Self {
+            store,
+            hub,
+            minter,
+            settings,
+        }
+    }
+
+    /// The lifetimes in force.
+    pub fn settings(&self) -> GrantSettings {
+        self.settings
+    }
+
+    fn invitations(&self) -> Docs<'_, Invitation> {
+        Docs::new(self.store.as_ref(), Collection::Invitations)
+    }
+
+    fn grants(&self) -> Docs<'_, Grant> {
+        Docs::new(self.store.as_ref(), Collection::Grants)
+    }
+
+    fn revocations(&self) -> Docs<'_, Revocation> {
+        Docs::new(self.store.as_ref(), Collection::Revocations)
+    }
+
+    /// Creates an invitation for `person`, valid for `ttl` (or the default).
+    pub async fn invite(
+        &self,
+        person: &PersonId,
+        by: &PersonId,
+        ttl: Option<Duration>,
+    ) -> Result<NewInvitation, GrantError> {
+        if self.store.person(person).await?.is_none() {
+            return Err(GrantError::UnknownPerson(person.clone()));
+        }
+        let now = now_ms();
+        let code = secret();
+        let invitation = Invitation {
+            person: person.clone(),
+            created_by: by.clone(),
+            created_at: now,
+            expires_at: now + ms(ttl.unwrap_or(self.settings.invitation_ttl)),
+            used_at: None,
+        };
+        self.invitations().put(&digest(&code), &invitation).await?;
+        tracing::info!(%person, %by, "invitation created");
+        Ok(NewInvitation {
+            person: person.clone(),
+            code,
+            expires_at: invitation.expires_at,
+        })
+    }
+
+    /// Exchanges an invitation code for tokens, once.
+    pub async fn redeem(&self, code: &str) -> Result<Tokens, GrantError> {
+        let now = now_ms();
+        let person = self
+            .invitations()
+            .update(&digest(code.trim()), |invitation| {
+                let mut invitation = invitation.ok_or(GrantError::UnknownInvitation)?;
+                if invitation.used_at.is_some() {
+                    return Err(GrantError::InvitationUsed);
+                }
+                if invitation.expires_at <= now {
+                    return Err(GrantError::InvitationExpired);
+                }
+                invitation.used_at = Some(now);
+                let person = invitation.person.clone();
+                Ok((Some(invitation), person))
+            })
+            .await?;
+        if self.store.person(&person).await?.is_none() {
+            return Err(GrantError::UnknownPerson(person));
+        }
+        tracing::info!(%person, "invitation redeemed");
+        self.issue(&person, now).await
+    }
+
+    /// Exchanges a refresh token for new tokens; the old refresh token stops working.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, GrantError> {
+        let now = now_ms();
+        let key = digest(refresh_token.trim());
+        let outcome = self
+            .grants()
+            .update(&key, |grant| {
+                let mut grant = grant
+                    .ok_or_else(|| GrantError::Revoked("this refresh token is not valid".into()))?;
+                if grant.expires_at <= now {
+                    return Err(GrantError::Revoked("this refresh token has expired".into()));
+                }
+                if grant.replaced_at.is_some() {
+                    // Used before: someone holds a copy. Nothing changes here; the caller
+                    // revokes the person.
+                    return Ok((Some(grant.clone()), Err(grant.person)));
+                }
+                grant.replaced_at = Some(now);
+                let person = grant.person.clone();
+                let issued_at = grant.issued_at;
+                Ok((Some(grant), Ok((person, issued_at))))
+            })
+            .await?;
+        let (person, issued_at) = match outcome {
+            Ok(found) => found,
+            Err(person) => {
+                tracing::warn!(%person, "a replaced refresh token was presented again; revoking");
+                self.revoke(&person).await?;
+                return Err(GrantError::Revoked(
+                    "this refresh token was already used; sign in again".into(),
+                ));
+            }
+        };
+        if self.revoked_at(&person).await?.is_some_and(|at| issued_at <= at) {
+            return Err(GrantError::Revoked("access was withdrawn; sign in again".into()));
+        }
+        if self.store.person(&person).await?.is_none() {
+            return Err(GrantError::UnknownPerson(person));
+        }
+        self.issue(&person, now).await
+    }
+
+    /// Signs out one refresh token.
+    pub async fn sign_out(&self, refresh_token: &str) -> Result<(), GrantError> {
+        self.grants().delete(&digest(refresh_token.trim())).await?;
+        Ok(())
+    }
+
+    async fn issue(&self, person: &PersonId, now: Timestamp) -> Result<Tokens, GrantError> {
+        let minter = self
+            .minter
+            .as_ref()
+            .map_err(|why| GrantError::NoSigningKey(why.clone()))?;
+        let access_token = minter.mint(person, self.settings.access_ttl)?;
+        let refresh_token = secret();
+        let grant = Grant {
+            person: person.clone(),
+            issued_at: now,
+            expires_at: now + ms(self.settings.refresh_ttl),
+            replaced_at: None,
+        };
+        self.grants().put(&digest(&refresh_token), &grant).await?;
+        Ok(Tokens {
+            person: person.clone(),
+            access_token,
+            access_expires_at: now + ms(self.settings.access_ttl),
+            refresh_token,
+            refresh_expires_at: grant.expires_at,
+        })
+    }
+
+    /// When the person's tokens were last revoked, if ever.
+    pub async fn revoked_at(&self, person: &PersonId) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self
+            .revocations()
+            .get(person.as_str())
+            .await?
+            .map(|r| r.revoked_at))
+    }
+
+    /// Refuses a verified token issued at or before the person's revocation.
+    pub async fn check(&self, verified: &Verified) -> Result<(), GrantError> {
+        match self.revoked_at(&verified.person).await? {
+            Some(at) if verified.issued_at <= at => Err(GrantError::Revoked(
+                "this token was revoked; sign in again".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Voids every token of `person` issued until now, drops their refresh grants, and
+    /// closes their connections on every node.
+    pub async fn revoke(&self, person: &PersonId) -> Result<(), GrantError> {
+        let now = now_ms();
+        self.revocations()
+            .put(person.as_str(), &Revocation { revoked_at: now })
+            .await?;
+        for (key, grant) in self.grants().all().await? {
+            if &grant.person == person {
+                self.grants().delete(&key).await?;
+            }
+        }
+        self.hub.revoke(person, "access withdrawn");
+        tracing::info!(%person, "access revoked");
+        Ok(())
+    }
+}
