@@ -1,5 +1,5 @@
 //! The `triad-server` command line: `serve`, `demo`, `token`, `import`, `export`,
-//! `import-data`, `config`.
+//! `import-data`, `report`, `config`.
 //! This module is the body of the binary (hence `anyhow`); it lives in the library so the
 //! end-to-end tests can start the very same program.
 
@@ -93,6 +93,25 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Write a trio's cycle report (sessions and attendance, messages per member, key
+    /// learning) as Markdown, HTML or CSV, to FILE or to standard output. With the embedded
+    /// store, stop the server first.
+    Report {
+        /// The trio room, e.g. `trio-1`.
+        #[arg(long)]
+        room: String,
+        /// The cycle's id, e.g. `cycle-1`.
+        #[arg(long)]
+        cycle: String,
+        /// `md`, `html` or `csv`.
+        #[arg(long, default_value = "md")]
+        format: crate::report::Format,
+        /// Where to write; standard output if left out.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print an example configuration file with every setting and its default.
     Config,
 }
@@ -147,6 +166,16 @@ pub fn main() -> anyhow::Result<()> {
         Command::ImportData { file, common } => {
             let config = common.load()?;
             runtime.block_on(import_data(&config, &file))
+        }
+        Command::Report {
+            room,
+            cycle,
+            format,
+            out,
+            common,
+        } => {
+            let config = common.load()?;
+            runtime.block_on(report(&config, &room, &cycle, format, out.as_deref()))
         }
         Command::Config => {
             print!("{}", Config::example_toml());
@@ -233,18 +262,18 @@ async fn import(config: &Config, path: &Path) -> anyhow::Result<()> {
         Err(err) => bail!("{}: {err}", path.display()),
     };
     let store = open_offline(config).await?;
-    store.apply_programme(&roster.programme).await?;
-    let trios = roster
-        .programme
-        .rooms
-        .iter()
-        .filter(|r| r.kind == RoomKind::Trio)
-        .count();
+    let summary = crate::programme::admin::apply_roster(store.as_ref(), None, &roster).await?;
     println!(
-        "imported {} people and {trios} trios into {}",
-        roster.programme.people.len(),
+        "imported {} people, {} trios, {} regions and {} cycles into {}",
+        summary.people,
+        summary.trios,
+        summary.regions,
+        summary.cycles,
         store_name(config)
     );
+    for person in &summary.removed {
+        println!("removed {person}: no longer in the roster; their tokens are revoked");
+    }
     Ok(())
 }
 
@@ -308,6 +337,50 @@ async fn import_data(config: &Config, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn report(
+    config: &Config,
+    room: &str,
+    cycle: &str,
+    format: crate::report::Format,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    if config.store == "embedded" && !config.store_path().exists() {
+        bail!("there is no store at {}", config.store_path().display());
+    }
+    let room = triad_protocol::RoomId::new(room)?;
+    let store = open_offline(config).await?;
+    let Some(cycle) = crate::programme::model::cycle(store.as_ref(), cycle).await? else {
+        bail!("there is no cycle {cycle:?} in {}", store_name(config));
+    };
+    let hub = Arc::new(crate::hub::Hub::new(
+        config.send_rate_per_second,
+        config.send_burst,
+    ));
+    let schedule = crate::schedule::Schedule::new(store.clone(), hub);
+    let report = crate::report::build(
+        store.as_ref(),
+        &schedule,
+        &room,
+        &cycle,
+        crate::store::now_ms(),
+    )
+    .await?;
+    let text = report.render(format);
+    match out {
+        None => print!("{text}"),
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "wrote the {} report of {room} for {} to {}",
+                format.extension(),
+                cycle.name,
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Creates the demo secret once: 32 random bytes, hex, readable only by the owner.
 fn ensure_secret(path: &Path) -> anyhow::Result<()> {
     if path.exists() {
@@ -335,7 +408,7 @@ async fn demo(mut config: Config) -> anyhow::Result<()> {
         let mut programme = store.programme().await?;
         if programme.people.is_empty() {
             let roster = Roster::parse(DEMO_ROSTER).map_err(|e| anyhow::anyhow!("{e}"))?;
-            store.apply_programme(&roster.programme).await?;
+            crate::programme::admin::apply_roster(store.as_ref(), None, &roster).await?;
             programme = roster.programme;
         }
         programme

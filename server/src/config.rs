@@ -90,6 +90,13 @@ pub struct Config {
     pub invitation_ttl: Duration,
     /// How often the schedule looks for reminders to send and sessions starting.
     pub reminder_interval: Duration,
+    /// Where e-mail is sent through: `smtp://host:port` (plain), `smtp://host?tls=required`
+    /// (STARTTLS), `smtps://user:password@host:465` (TLS); `None` turns e-mail off.
+    pub smtp_url: Option<String>,
+    /// The sender of e-mails, e.g. `Triad <triad@school.example>`.
+    pub mail_from: String,
+    /// How often people who are offline get a digest of their unread messages by e-mail.
+    pub digest_interval: Duration,
     /// Log output format.
     pub log_format: LogFormat,
 }
@@ -151,6 +158,9 @@ impl Default for Config {
             refresh_ttl: Duration::from_secs(30 * 86_400),
             invitation_ttl: Duration::from_secs(7 * 86_400),
             reminder_interval: Duration::from_secs(15),
+            smtp_url: None,
+            mail_from: "Triad <triad@localhost>".into(),
+            digest_interval: Duration::from_secs(3600),
             log_format: LogFormat::Text,
         }
     }
@@ -238,6 +248,12 @@ impl Config {
         set(
             &mut self.reminder_interval,
             o.reminder_interval_ms.map(Duration::from_millis),
+        );
+        set_opt(&mut self.smtp_url, o.smtp_url);
+        set(&mut self.mail_from, o.mail_from);
+        set(
+            &mut self.digest_interval,
+            o.digest_interval_ms.map(Duration::from_millis),
         );
     }
 
@@ -363,6 +379,17 @@ pub struct ConfigOverrides {
     /// Milliseconds between looks for reminders to send [default: 15000].
     #[arg(long, env = "TRIAD_REMINDER_INTERVAL_MS")]
     pub reminder_interval_ms: Option<u64>,
+    /// The SMTP server for e-mail: smtp://host:port, smtp://host?tls=required (STARTTLS)
+    /// or smtps://user:password@host:465 [default: none, e-mail off].
+    #[arg(long, env = "TRIAD_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of e-mails [default: Triad <triad@localhost>].
+    #[arg(long, env = "TRIAD_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// Milliseconds between digests of unread messages for people who are offline
+    /// [default: 3600000].
+    #[arg(long, env = "TRIAD_DIGEST_INTERVAL_MS")]
+    pub digest_interval_ms: Option<u64>,
 }
 
 /// Why the configuration could not be loaded.
@@ -394,6 +421,9 @@ mod tests {
         assert_eq!(config.refresh_ttl, Config::default().refresh_ttl);
         assert_eq!(config.invitation_ttl, Config::default().invitation_ttl);
         assert_eq!(config.reminder_interval, Config::default().reminder_interval);
+        assert_eq!(config.smtp_url, Config::default().smtp_url);
+        assert_eq!(config.mail_from, Config::default().mail_from);
+        assert_eq!(config.digest_interval, Config::default().digest_interval);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! - [`config`]: the one configuration struct: defaults, file, environment, flags.
 //! - [`auth`]: JWT verification and minting, principals, per-room access.
 //! - [`programme`]: regions, people, trios and rooms: roster import and the demo programme.
-//! - [`schedule`]: coaching sessions: booking rules, reminders, the iCalendar feed.
+//! - [`schedule`]: coaching sessions: booking rules, reminders, the iCalendar feed, attendance.
+//! - [`report`]: cycle reports per trio: sessions and attendance, activity, key learning.
+//! - [`mail`]: e-mail: reminders of coaching sessions and digests of unread messages.
 //! - [`store`]: history and state behind one trait; the embedded backend.
 //! - [`hub`]: rooms, local fan-out, presence (across nodes too), typing, rate buckets.
 //! - [`bus`]: delivery of ephemeral frames and presence between nodes.
@@ -26,8 +28,10 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod mail;
 pub mod metrics;
 pub mod programme;
+pub mod report;
 pub mod schedule;
 pub mod server;
 pub mod store;

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::gateway::{Gateway, SessionSettings};
 use crate::http;
 use crate::hub::Hub;
+use crate::mail::{self, MailError, Mailer};
 use crate::metrics;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
@@ -44,6 +45,9 @@ pub enum ServerError {
     /// The `store` setting is neither `embedded` nor a Redis URL.
     #[error("unknown store {0:?}: use \"embedded\" or a redis:// URL")]
     UnknownStore(String),
+    /// The e-mail settings are not usable.
+    #[error(transparent)]
+    Mail(#[from] MailError),
 }
 
 /// A bound, ready-to-run server.
@@ -87,6 +91,7 @@ impl Server {
             allowed_origins: config.allowed_origins.clone(),
             request_rate_per_second: config.request_rate_per_second,
             request_burst: config.request_burst,
+            public_url: config.public_url(),
         };
         let call_settings = CallSettings {
             grace: config.call_grace,
@@ -107,8 +112,9 @@ impl Server {
                 invitation_ttl: config.invitation_ttl,
             },
         ));
+        let mailer = Arc::new(Mailer::from_config(&config, store.clone())?);
         let gateway = Arc::new(Gateway::new(
-            store, hub, calls, verifier, grants, settings,
+            store, hub, calls, verifier, grants, mailer, settings,
         ));
         Ok(Self {
             listener,
@@ -141,6 +147,19 @@ impl Server {
             bus_stop,
         } = self;
         let router = http::router(gateway.clone());
+        crate::schedule::reminders::start(
+            gateway.schedule.clone(),
+            gateway.mailer.clone(),
+            config.reminder_interval,
+            gateway.shutdown.clone(),
+        );
+        mail::start_digests(
+            gateway.mailer.clone(),
+            gateway.store.clone(),
+            gateway.hub.clone(),
+            config.digest_interval,
+            gateway.shutdown.clone(),
+        );
         let signal = {
             let gateway = gateway.clone();
             let delay = config.drain_delay;

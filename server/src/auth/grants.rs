@@ -208,7 +208,9 @@ impl Grants {
         by: &PersonId,
         ttl: Option<Duration>,
     ) -> Result<NewInvitation, GrantError> {
-        if self.store.person(person).await?.is_none() {
+        if self.store.person(person).await?.is_none()
+            || crate::programme::admin::is_removed(self.store.as_ref(), person).await?
+        {
             return Err(GrantError::UnknownPerson(person.clone()));
         }
         let now = now_ms();
@@ -247,7 +249,9 @@ impl Grants {
                 Ok((Some(invitation), person))
             })
             .await?;
-        if self.store.person(&person).await?.is_none() {
+        if self.store.person(&person).await?.is_none()
+            || crate::programme::admin::is_removed(self.store.as_ref(), &person).await?
+        {
             return Err(GrantError::UnknownPerson(person));
         }
         tracing::info!(%person, "invitation redeemed");
@@ -334,8 +338,12 @@ impl Grants {
             .map(|r| r.revoked_at))
     }
 
-    /// Refuses a verified token issued at or before the person's revocation.
+    /// Refuses a verified token issued at or before the person's revocation, or for a
+    /// person removed from the programme.
     pub async fn check(&self, verified: &Verified) -> Result<(), GrantError> {
+        if crate::programme::admin::is_removed(self.store.as_ref(), &verified.person).await? {
+            return Err(GrantError::UnknownPerson(verified.person.clone()));
+        }
         match self.revoked_at(&verified.person).await? {
             Some(at) if verified.issued_at <= at => Err(GrantError::Revoked(
                 "this token was revoked; sign in again".into(),
@@ -347,17 +355,28 @@ impl Grants {
     /// Voids every token of `person` issued until now, drops their refresh grants, and
     /// closes their connections on every node.
     pub async fn revoke(&self, person: &PersonId) -> Result<(), GrantError> {
-        let now = now_ms();
-        self.revocations()
-            .put(person.as_str(), &Revocation { revoked_at: now })
-            .await?;
-        for (key, grant) in self.grants().all().await? {
-            if &grant.person == person {
-                self.grants().delete(&key).await?;
-            }
-        }
+        revoke_offline(self.store.as_ref(), person).await?;
         self.hub.revoke(person, "access withdrawn");
         tracing::info!(%person, "access revoked");
         Ok(())
     }
+}
+
+/// Voids every token of `person` issued until now and drops their refresh grants, in the
+/// store only (connections are closed by [`Grants::revoke`]).
+pub async fn revoke_offline(
+    store: &dyn crate::store::Store,
+    person: &PersonId,
+) -> Result<(), StoreError> {
+    let revocations: Docs<'_, Revocation> = Docs::new(store, Collection::Revocations);
+    revocations
+        .put(person.as_str(), &Revocation { revoked_at: now_ms() })
+        .await?;
+    let grants: Docs<'_, Grant> = Docs::new(store, Collection::Grants);
+    for (key, grant) in grants.all().await? {
+        if &grant.person == person {
+            grants.delete(&key).await?;
+        }
+    }
+    Ok(())
 }

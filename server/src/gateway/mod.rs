@@ -23,6 +23,7 @@ use triad_protocol::{PROTOCOL_VERSION, limits};
 use crate::auth::{Grants, TokenVerifier};
 use crate::calls::Calls;
 use crate::hub::Hub;
+use crate::mail::Mailer;
 use crate::schedule::Schedule;
 use crate::store::SharedStore;
 
@@ -39,6 +40,8 @@ pub struct SessionSettings {
     pub request_rate_per_second: u32,
     /// Requests per session in a burst.
     pub request_burst: u32,
+    /// The URL people reach the server at, for links.
+    pub public_url: String,
 }
 
 /// What every session shares: the store, the hub, the token verifier.
@@ -55,6 +58,8 @@ pub struct Gateway {
     pub verifier: TokenVerifier,
     /// Invitations, sign-in tokens and revocation.
     pub grants: Arc<Grants>,
+    /// E-mail: reminders and digests.
+    pub mailer: Arc<Mailer>,
     /// Session settings.
     pub settings: SessionSettings,
     /// Cancelled at the shutdown signal: readiness turns off while sessions go on for the
@@ -76,6 +81,7 @@ impl Gateway {
         calls: Arc<Calls>,
         verifier: TokenVerifier,
         grants: Arc<Grants>,
+        mailer: Arc<Mailer>,
         settings: SessionSettings,
     ) -> Self {
         let schedule = Schedule::new(store.clone(), hub.clone());
@@ -86,6 +92,7 @@ impl Gateway {
             schedule,
             verifier,
             grants,
+            mailer,
             settings,
             draining: CancellationToken::new(),
             shutdown: CancellationToken::new(),

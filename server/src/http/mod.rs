@@ -24,6 +24,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest("/api", api::routes())
+        .merge(api::calendar::feed_routes())
         .with_state(gateway)
 }
 

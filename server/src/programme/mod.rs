@@ -2,7 +2,9 @@
 //! validated as a whole, every problem reported with its line and field, then turned into
 //! the [`Programme`](crate::store::Programme) the store keeps.
 
+pub mod admin;
 pub mod model;
+pub mod pins;
 pub mod roster;
 
 pub use model::{Cycle, Preferences, Region};

@@ -9,6 +9,7 @@ use toml::Spanned;
 use triad_protocol::{PersonId, PersonInfo, Role, RoomId, RoomKind};
 
 use super::{COMMONS, STAFF};
+use super::model::Cycle;
 use crate::store::{Programme, RoomRecord};
 
 /// One problem in a roster.
@@ -54,6 +55,18 @@ struct RosterFile {
     people: Vec<Spanned<PersonEntry>>,
     #[serde(default)]
     trios: Vec<Spanned<TrioEntry>>,
+    #[serde(default)]
+    cycles: Vec<Spanned<CycleEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CycleEntry {
+    id: Spanned<String>,
+    name: String,
+    starts: Spanned<String>,
+    ends: Spanned<String>,
+    host_region: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +109,10 @@ pub struct Roster {
     pub regions: Vec<(String, String)>,
     /// The programme it defines.
     pub programme: Programme,
+    /// The cycles, in file order.
+    pub cycles: Vec<Cycle>,
+    /// Each person's e-mail address, for those with one.
+    pub emails: Vec<(PersonId, String)>,
 }
 
 struct Checker<'a> {
@@ -155,6 +172,45 @@ impl Roster {
             regions.push((id.clone(), region.get_ref().name.clone()));
         }
 
+        let mut cycles = Vec::new();
+        let mut cycle_ids = HashSet::new();
+        for (i, entry) in file.cycles.iter().enumerate() {
+            let e = entry.get_ref();
+            let field = |name: &str| format!("cycles[{i}].{name}");
+            if let Err(err) = RoomId::new(e.id.get_ref().clone()) {
+                c.report(&e.id, field("id"), err.to_string().replace("room id", "cycle id"));
+            }
+            if !cycle_ids.insert(e.id.get_ref().clone()) {
+                c.report(&e.id, field("id"), format!("cycle {:?} appears twice", e.id.get_ref()));
+            }
+            let mut date = |value: &Spanned<String>, name: &str| {
+                let parsed = chrono::NaiveDate::parse_from_str(value.get_ref(), "%Y-%m-%d");
+                if parsed.is_err() {
+                    c.report(value, field(name), format!("{:?} is not a date like 2026-09-01", value.get_ref()));
+                }
+                parsed.ok()
+            };
+            let (starts, ends) = (date(&e.starts, "starts"), date(&e.ends, "ends"));
+            if let (Some(starts), Some(ends)) = (starts, ends)
+                && ends < starts
+            {
+                c.report(&e.ends, field("ends"), "a cycle cannot end before it starts");
+            }
+            if !region_ids.contains(e.host_region.get_ref()) {
+                c.report(&e.host_region, field("host_region"), format!("unknown region {:?}", e.host_region.get_ref()));
+            }
+            if let (Some(starts), Some(ends)) = (starts, ends) {
+                cycles.push(Cycle {
+                    id: e.id.get_ref().clone(),
+                    name: e.name.clone(),
+                    starts,
+                    ends,
+                    host_region: e.host_region.get_ref().clone(),
+                });
+            }
+        }
+
+        let mut emails = Vec::new();
         let mut people: Vec<PersonInfo> = Vec::new();
         let mut roles: HashMap<String, Role> = HashMap::new();
         for (i, entry) in file.people.iter().enumerate() {
@@ -215,6 +271,9 @@ impl Roster {
                 if roles.insert(id.to_string(), p.role).is_some() {
                     c.report(&p.id, field("id"), format!("person {id} appears twice"));
                     continue;
+                }
+                if let Some(email) = &p.email {
+                    emails.push((id.clone(), email.get_ref().trim().to_string()));
                 }
                 people.push(PersonInfo {
                     id,
@@ -348,6 +407,8 @@ impl Roster {
         Ok(Self {
             regions,
             programme: Programme { people, rooms },
+            cycles,
+            emails,
         })
     }
 }
@@ -423,6 +484,40 @@ heads = ["a", "b"]
             ],
             "{err}"
         );
+    }
+
+    #[test]
+    fn cycles_are_checked() {
+        let text = r#"
+[[regions]]
+id = "vejle"
+name = "Vejle"
+
+[[cycles]]
+id = "cycle-1"
+name = "Cycle 1"
+starts = "2026-09-01"
+ends = "2027-04-30"
+host_region = "vejle"
+
+[[cycles]]
+id = "cycle-2"
+name = "Cycle 2"
+starts = "2027-09-01"
+ends = "2027-04-30"
+host_region = "tuscany"
+"#;
+        let err = Roster::parse(text).unwrap_err();
+        let lines: Vec<_> = err.problems.iter().map(|p| (p.line, p.field.as_str())).collect();
+        assert_eq!(
+            lines,
+            vec![(17, "cycles[1].ends"), (18, "cycles[1].host_region")],
+            "{err}"
+        );
+        let ok = text.replace("2027-09-01", "2027-01-01").replace("\"tuscany\"", "\"vejle\"");
+        let roster = Roster::parse(&ok).unwrap();
+        assert_eq!(roster.cycles.len(), 2);
+        assert_eq!(roster.cycles[0].starts.to_string(), "2026-09-01");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Coaching sessions: booking, moving and cancelling them with their rules ([`rules`]),
-//! telling the members of the room, reminding them ([`reminders`]), and the per-person
-//! iCalendar feed ([`calendar`]).
+//! telling the members of the room, reminding them ([`reminders`]), the per-person
+//! iCalendar feed ([`calendar`]), and who attended, from the call records ([`attendance`]).
 //!
 //! A room's sessions are one document ([`Collection::Coachings`], keyed by room), changed by
 //! compare-and-set, so two bookings racing for the same hour cannot both land, whichever

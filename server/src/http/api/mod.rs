@@ -5,7 +5,12 @@
 //! every refusal is a JSON [`ApiError`] with a protocol [`ErrorCode`] and, for rosters, each
 //! problem with its line. `docs/api.md` documents every endpoint.
 
+pub mod auth;
+pub mod calendar;
 pub mod coachings;
+pub mod me;
+pub mod programme;
+pub mod reports;
 
 use std::sync::Arc;
 
@@ -18,13 +23,18 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use triad_protocol::{ErrorCode, PersonInfo, Role};
 
+use crate::auth::GrantError;
 use crate::gateway::Gateway;
 use crate::schedule::ScheduleError;
 use crate::store::StoreError;
 
 /// The API's routes, nested under `/api` by the caller.
 pub fn routes() -> Router<Arc<Gateway>> {
-    Router::new().merge(coachings::routes())
+    Router::new()
+        .merge(coachings::routes())
+        .merge(calendar::routes())
+        .merge(me::routes())
+        .merge(reports::routes())
 }
 
 /// One problem of a refused roster or programme change.
@@ -128,6 +138,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<GrantError> for ApiError {
+    fn from(err: GrantError) -> Self {
+        Self::new(err.code(), err.to_string())
+    }
+}
+
 impl From<ScheduleError> for ApiError {
     fn from(err: ScheduleError) -> Self {
         Self::new(err.code(), err.to_string())
@@ -191,6 +207,7 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
             .verifier
             .verify(token.trim())
             .map_err(|err| ApiError::new(err.code(), err.to_string()))?;
+        gateway.grants.check(&verified).await?;
         let person = gateway
             .store
             .person(&verified.person)

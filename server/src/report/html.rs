@@ -1,0 +1,223 @@
+//! The cycle report as one self-contained HTML document (inline style, no scripts, nothing
+//! fetched), to open in a browser, print or attach. Every piece of text is escaped (`&`, `<`,
+//! `>`, `"`, `'`), so names, titles and messages show as written and never become markup.
+
+use std::fmt::Write as _;
+
+use super::{CycleReport, Member, date, local, role_name, utc};
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;\
+padding:0 1rem;color:#1d2125;line-height:1.45}\
+table{border-collapse:collapse;width:100%;margin:0.5rem 0 1.5rem}\
+th,td{border:1px solid #c9ced4;padding:0.35rem 0.6rem;text-align:left;vertical-align:top}\
+th{background:#eef1f4}td.n{text-align:right}\
+.muted{color:#5c6670}\
+blockquote{margin:0.25rem 0 1.25rem;padding:0.5rem 1rem;border-left:4px solid #7a9cc6;\
+background:#f5f8fb;white-space:pre-wrap}";
+
+impl CycleReport {
+    /// The report as a complete HTML document.
+    pub fn to_html(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = self.write_html(&mut out);
+        out
+    }
+
+    fn write_html(&self, out: &mut String) -> std::fmt::Result {
+        let title = format!("{}: {}", self.title, self.cycle.name);
+        writeln!(out, "<!DOCTYPE html>")?;
+        writeln!(out, "<html lang=\"en\">")?;
+        writeln!(out, "<head>")?;
+        writeln!(out, "<meta charset=\"utf-8\">")?;
+        writeln!(
+            out,
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        )?;
+        writeln!(out, "<title>{}</title>", escape(&title))?;
+        writeln!(out, "<style>{STYLE}</style>")?;
+        writeln!(out, "</head>")?;
+        writeln!(out, "<body>")?;
+        writeln!(out, "<h1>{}</h1>", escape(&self.title))?;
+        writeln!(
+            out,
+            "<p>{}, {} to {} (<code>{}</code>). <span class=\"muted\">Report made {}.</span></p>",
+            escape(&self.cycle.name),
+            self.cycle.starts,
+            self.cycle.ends,
+            escape(self.room.as_str()),
+            utc(self.generated_at)
+        )?;
+
+        writeln!(out, "<h2>Heads</h2>")?;
+        writeln!(
+            out,
+            "<table>\n<thead><tr><th>Name</th><th>School</th><th>Region</th></tr></thead>\n<tbody>"
+        )?;
+        for head in &self.heads {
+            writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&head.name),
+                escape(&head.school),
+                escape(&head.region)
+            )?;
+        }
+        writeln!(out, "</tbody>\n</table>")?;
+        writeln!(out, "<p>Moderators: {}</p>", names(&self.moderators))?;
+
+        writeln!(out, "<h2>Coaching sessions</h2>")?;
+        if self.sessions.is_empty() {
+            writeln!(out, "<p>No sessions in this cycle.</p>")?;
+        } else {
+            writeln!(
+                out,
+                "<table>\n<thead><tr><th>Session</th><th>Start (UTC)</th><th>Start (booked zone)</th>\
+                 <th>Length</th><th>Status</th><th>Attended</th><th>Did not attend</th></tr></thead>\n<tbody>"
+            )?;
+            for session in &self.sessions {
+                let (attended, absent) = match &session.attendance {
+                    Some(a) if a.attended.is_empty() => ("nobody".to_string(), names(&a.absent)),
+                    Some(a) => (
+                        a.attended
+                            .iter()
+                            .map(|p| format!("{} ({} min)", escape(&p.member.name), p.minutes))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        names(&a.absent),
+                    ),
+                    None => (String::new(), String::new()),
+                };
+                writeln!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{} min</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    escape(&session.title),
+                    utc(session.start),
+                    escape(&local(session.start, &session.time_zone)),
+                    session.duration_min,
+                    session.state(),
+                    attended,
+                    absent
+                )?;
+            }
+            writeln!(out, "</tbody>\n</table>")?;
+        }
+
+        writeln!(out, "<h2>Messages</h2>")?;
+        writeln!(
+            out,
+            "<table>\n<thead><tr><th>Member</th><th>Role</th><th>Messages</th></tr></thead>\n<tbody>"
+        )?;
+        for activity in &self.activity {
+            writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+                escape(&activity.member.name),
+                role_name(activity.member.role),
+                activity.messages
+            )?;
+        }
+        writeln!(out, "</tbody>\n</table>")?;
+
+        writeln!(out, "<h2>Key learning</h2>")?;
+        if self.pins.is_empty() {
+            writeln!(out, "<p>Nothing was pinned in this cycle.</p>")?;
+        }
+        for pin in &self.pins {
+            writeln!(
+                out,
+                "<p><strong>{}</strong>, {} <span class=\"muted\">(pinned by {})</span></p>",
+                escape(&pin.author.name),
+                date(pin.written_at),
+                escape(&pin.pinned_by.name)
+            )?;
+            writeln!(out, "<blockquote>{}</blockquote>", escape(&pin.body))?;
+        }
+        writeln!(out, "</body>")?;
+        writeln!(out, "</html>")?;
+        Ok(())
+    }
+}
+
+fn names(members: &[Member]) -> String {
+    if members.is_empty() {
+        return "none".into();
+    }
+    members
+        .iter()
+        .map(|m| escape(&m.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Text made safe for HTML content and quoted attribute values.
+pub fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sample;
+    use super::escape;
+
+    #[test]
+    fn escape_covers_the_five_characters() {
+        assert_eq!(
+            escape(r#"<a href="x">Tom & Jerry's</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&#39;s&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn html_is_a_whole_document_with_every_text_escaped() {
+        let html = sample::report().to_html();
+        assert!(
+            html.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"),
+            "{html}"
+        );
+        assert!(html.contains("<meta charset=\"utf-8\">"));
+        assert!(html.trim_end().ends_with("</html>"));
+        assert!(
+            html.contains("<title>Trio 1: Assessment for learning: Cycle 1: Vejle</title>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("Marco &lt;Rossi&gt; &amp; &quot;Co&quot;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td>Feedback that &lt;lands&gt;</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td>2025-03-04 15:00 Europe/Rome</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("Anna Jensen (58 min), Sara Lind (61 min)"),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<blockquote>Exit tickets &lt;b&gt;work&lt;/b&gt;\nwhen &#39;students&#39; &amp; teachers agree</blockquote>"
+            ),
+            "{html}"
+        );
+        assert!(
+            !html.contains("<b>"),
+            "no markup from people's text gets through"
+        );
+        assert!(!html.contains("<script"), "no scripts");
+    }
+}
