@@ -1,5 +1,5 @@
 //! The `triad-server` command line: `serve`, `demo`, `token`, `import`, `export`,
-//! `import-data`, `report`, `config`.
+//! `import-data`, `invite`, `report`, `config`.
 //! This module is the body of the binary (hence `anyhow`); it lives in the library so the
 //! end-to-end tests can start the very same program.
 
@@ -64,6 +64,19 @@ enum Command {
         /// PEM private key, for EdDSA or RS256.
         #[arg(long)]
         private_key: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Create a single-use sign-in link for a person (the coordinator's first sign-in, say).
+    /// With the embedded store, stop the server first; while it runs, use
+    /// `POST /api/invitations`.
+    Invite {
+        /// The person's id.
+        #[arg(long)]
+        person: String,
+        /// Hours the link lasts [default: the configured invitation_ttl_secs].
+        #[arg(long)]
+        ttl_hours: Option<u64>,
         #[command(flatten)]
         common: Common,
     },
@@ -158,6 +171,14 @@ pub fn main() -> anyhow::Result<()> {
         Command::Import { roster, common } => {
             let config = common.load()?;
             runtime.block_on(import(&config, &roster))
+        }
+        Command::Invite {
+            person,
+            ttl_hours,
+            common,
+        } => {
+            let config = common.load()?;
+            runtime.block_on(invite(&config, &person, ttl_hours))
         }
         Command::Export { file, common } => {
             let config = common.load()?;
@@ -274,6 +295,37 @@ async fn import(config: &Config, path: &Path) -> anyhow::Result<()> {
     for person in &summary.removed {
         println!("removed {person}: no longer in the roster; their tokens are revoked");
     }
+    Ok(())
+}
+
+async fn invite(config: &Config, person: &str, ttl_hours: Option<u64>) -> anyhow::Result<()> {
+    let person = PersonId::new(person)?;
+    let store = open_offline(config).await?;
+    let hub = Arc::new(crate::hub::Hub::new(
+        config.send_rate_per_second,
+        config.send_burst,
+    ));
+    let grants = crate::auth::Grants::new(
+        store,
+        hub,
+        TokenMinter::for_server(&config.jwt, &config.data_dir),
+        crate::auth::GrantSettings {
+            access_ttl: config.access_ttl,
+            refresh_ttl: config.refresh_ttl,
+            invitation_ttl: config.invitation_ttl,
+        },
+    );
+    let ttl = ttl_hours.map(|hours| Duration::from_secs(hours * 3600));
+    let invitation = grants.invite(&person, &person, ttl).await?;
+    println!(
+        "{}/#invite={}",
+        config.public_url().trim_end_matches('/'),
+        invitation.code
+    );
+    eprintln!(
+        "a single-use sign-in link for {person}, valid until {} UTC",
+        crate::schedule::rules::utc(invitation.expires_at)
+    );
     Ok(())
 }
 

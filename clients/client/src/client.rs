@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::timeout;
 use triad_protocol::{
-    Ack, ClientMsgId, History, PresenceStatus, Request, RoomId, RoomInfo, Seq, ServerMessage,
+    Ack, ClientMsgId, CoachingSession, History, PresenceStatus, Request, RoomId, RoomInfo, Seq, ServerMessage,
     Welcome,
 };
 
@@ -174,6 +174,34 @@ impl Client {
             ServerMessage::Read { seq, .. } => Ok(seq),
             other => Err(unexpected(&other, "read")),
         }
+    }
+
+    /// The coaching sessions of the person's rooms (or of one room) that have not ended,
+    /// soonest first.
+    pub async fn coachings(
+        &self,
+        room: Option<&RoomId>,
+    ) -> Result<Vec<CoachingSession>, ClientError> {
+        match self
+            .request(Request::Coachings {
+                room: room.cloned(),
+            })
+            .await?
+        {
+            ServerMessage::Coachings { coachings } => Ok(coachings),
+            other => Err(unexpected(&other, "coachings")),
+        }
+    }
+
+    /// Pins a message as key learning (`true`) or takes the pin away.
+    pub async fn pin(&self, room: &RoomId, seq: Seq, pinned: bool) -> Result<(), ClientError> {
+        let room = room.clone();
+        let request = if pinned {
+            Request::Pin { room, seq }
+        } else {
+            Request::Unpin { room, seq }
+        };
+        self.expect_ok(request, "pin").await
     }
 
     /// Sets the session's presence (`online` or `away`).

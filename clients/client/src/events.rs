@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use triad_protocol::{
-    CallEndReason, CallId, CallState, IceServers, Live, PersonId, PresenceStatus, RoomEvent,
-    RoomId, Seq, SessionId, Signal, Welcome,
+    CallEndReason, CallId, CallState, CoachingChange, CoachingSession, IceServers, Live, PersonId,
+    Pin, PresenceStatus, RoomEvent, RoomId, Seq, SessionId, Signal, Timestamp, Welcome,
 };
 
 /// Room events and other pushes the channel holds before the connection keeps a backlog.
@@ -88,6 +88,23 @@ pub enum ClientEvent {
     },
     /// Fresh ICE servers and TURN credentials for a call, pushed before the old ones expire.
     IceServers(IceServers),
+    /// A coaching session of one of the person's rooms was booked, moved or cancelled, is
+    /// coming up, or starts.
+    Coaching {
+        /// What happened.
+        change: CoachingChange,
+        /// The session as it is now.
+        coaching: CoachingSession,
+        /// For a move: where it started before.
+        previous_start: Option<Timestamp>,
+    },
+    /// A message was pinned as key learning, or unpinned.
+    Pinned {
+        /// The pin.
+        pin: Pin,
+        /// Whether it is pinned now.
+        pinned: bool,
+    },
     /// The client has stopped and will not reconnect. The last event.
     Closed {
         /// The close code, if there was one.

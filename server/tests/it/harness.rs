@@ -70,6 +70,20 @@ impl TestServer {
         Self::run(config, Arc::new(dir)).await
     }
 
+    /// Starts a server with the demo programme and the test config, after `seed` has
+    /// written what the test needs straight into its store.
+    pub async fn start_seeded(seed: impl AsyncFnOnce(&EmbeddedStore)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = test_config(dir.path());
+        {
+            let store = EmbeddedStore::open(&config.store_path(), Arc::new(NoSink)).unwrap();
+            let roster = Roster::parse(DEMO_ROSTER).unwrap();
+            store.apply_programme(&roster.programme).await.unwrap();
+            seed(&store).await;
+        }
+        Self::run(config, Arc::new(dir)).await
+    }
+
     async fn run(config: Config, dir: Arc<tempfile::TempDir>) -> Self {
         let server = Server::bind(config.clone()).await.unwrap();
         let addr = server.local_addr();

@@ -2,7 +2,12 @@
 //! temporary folder, driven over real websockets. One test binary for the crate.
 
 mod bad_input;
+mod calendar;
 mod calls;
 mod chat;
 mod drain;
 mod harness;
+mod mail;
+mod pins;
+mod report;
+mod smtp_sink;

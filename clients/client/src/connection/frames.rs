@@ -177,6 +177,20 @@ impl Connection {
             ServerMessage::IceServers(servers) => {
                 self.events.push(ClientEvent::IceServers(servers));
             }
+            ServerMessage::Coaching {
+                change,
+                coaching,
+                previous_start,
+            } => {
+                self.events.push(ClientEvent::Coaching {
+                    change,
+                    coaching,
+                    previous_start,
+                });
+            }
+            ServerMessage::Pinned { pin, pinned } => {
+                self.events.push(ClientEvent::Pinned { pin, pinned });
+            }
             ServerMessage::Error {
                 code,
                 message,
