@@ -153,7 +153,7 @@ impl Server {
             config.reminder_interval,
             gateway.shutdown.clone(),
         );
-        mail::start_digests(
+        let digests = mail::start_digests(
             gateway.mailer.clone(),
             gateway.store.clone(),
             gateway.hub.clone(),
@@ -200,6 +200,9 @@ impl Server {
             ),
         }
         metrics::drain_finished();
+        if let Some(digests) = digests {
+            let _ = digests.await;
+        }
         bus_stop.cancel();
     }
 }

@@ -362,7 +362,7 @@ async fn a_programme_from_roster_to_cycle_report() {
     // The calendar feed of a head in Rome: the session in its own zone.
     let feed_url = expect(
         &call(addr, "POST", "/api/me/calendar", Some(&token("tuscany-1")), None).await,
-        200,
+        201,
         "a calendar feed",
     )["url"]
         .as_str()

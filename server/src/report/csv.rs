@@ -13,7 +13,7 @@
 //! | `minutes` | whole minutes in the session's call, 0 if absent | empty |
 //! | `messages` | empty | chat messages written within the cycle |
 //!
-//! Attendance rows come first: for each session that is over (cancelled and upcoming ones
+//! Attendance rows come first: for each session that has started (cancelled and upcoming ones
 //! have no numbers), one row per head and moderator of the trio, then one per anyone else
 //! who attended. Then one `messages` row per head and moderator, and per anyone else who
 //! wrote. Fields with a comma, quote or line break are quoted (quotes doubled); a text field

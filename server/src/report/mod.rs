@@ -3,7 +3,7 @@
 //!
 //! [`build`] gathers a [`CycleReport`] from the store: the trio's heads and moderators, the
 //! coaching sessions of the room that start within the cycle (with attendance, from the call
-//! records, once a session is over: see [`crate::schedule::attendance`]), how many chat
+//! records, once a session has started: see [`crate::schedule::attendance`]), how many chat
 //! messages each member wrote within the cycle, and the messages pinned as key learning that
 //! were written within it. The report is plain data; [`markdown`], [`html`] and [`csv`]
 //! render it (`to_markdown`, `to_html`, `to_csv`, or [`CycleReport::render`] with a
@@ -100,9 +100,11 @@ pub struct SessionReport {
     pub time_zone: String,
     /// Scheduled or cancelled.
     pub status: CoachingStatus,
-    /// Who attended, once a scheduled session is over; `None` before that and for a
-    /// cancelled one.
+    /// Who attended (so far, while it goes on), once a scheduled session has started;
+    /// `None` before that and for a cancelled one.
     pub attendance: Option<SessionAttendance>,
+    /// Whether it has ended.
+    pub over: bool,
 }
 
 /// Who was at a session that is over.
@@ -153,12 +155,14 @@ impl SessionReport {
         self.status == CoachingStatus::Cancelled
     }
 
-    /// A word for where the session stands: `cancelled`, `held` (over) or `upcoming`.
+    /// A word for where the session stands: `cancelled`, `held` (over), `in progress` or
+    /// `upcoming`.
     pub fn state(&self) -> &'static str {
-        match (self.status, &self.attendance) {
-            (CoachingStatus::Cancelled, _) => "cancelled",
-            (CoachingStatus::Scheduled, Some(_)) => "held",
-            (CoachingStatus::Scheduled, None) => "upcoming",
+        match (self.status, &self.attendance, self.over) {
+            (CoachingStatus::Cancelled, _, _) => "cancelled",
+            (CoachingStatus::Scheduled, Some(_), true) => "held",
+            (CoachingStatus::Scheduled, Some(_), false) => "in progress",
+            (CoachingStatus::Scheduled, None, _) => "upcoming",
         }
     }
 }
@@ -238,10 +242,10 @@ pub async fn build(
         .filter(|s| cycle.contains(s.start))
         .collect();
     in_cycle.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
-    let any_over = in_cycle
+    let any_started = in_cycle
         .iter()
-        .any(|s| s.status == CoachingStatus::Scheduled && s.end() <= now);
-    let records = if any_over {
+        .any(|s| s.status == CoachingStatus::Scheduled && s.start <= now);
+    let records = if any_started {
         store.call_records(room).await?
     } else {
         Vec::new()
@@ -249,8 +253,9 @@ pub async fn build(
     let sessions = in_cycle
         .into_iter()
         .map(|session| {
-            let over = session.status == CoachingStatus::Scheduled && session.end() <= now;
-            let attendance = over.then(|| {
+            let started = session.status == CoachingStatus::Scheduled && session.start <= now;
+            let over = session.end() <= now;
+            let attendance = started.then(|| {
                 let attended: Vec<Attendee> = attendance(&session, &records, now)
                     .into_iter()
                     .map(|a| Attendee {
@@ -273,6 +278,7 @@ pub async fn build(
                 time_zone: session.time_zone,
                 status: session.status,
                 attendance,
+                over,
             }
         })
         .collect();
@@ -538,6 +544,7 @@ pub(crate) mod sample {
                         ],
                         absent: vec![marco.clone(), rhian.clone()],
                     }),
+                    over: true,
                 },
                 SessionReport {
                     id: CoachingId::new("cs-2").unwrap(),
@@ -547,6 +554,7 @@ pub(crate) mod sample {
                     time_zone: "Europe/London".into(),
                     status: CoachingStatus::Cancelled,
                     attendance: None,
+                    over: false,
                 },
             ],
             activity: vec![

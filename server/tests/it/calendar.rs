@@ -236,7 +236,7 @@ async fn the_feed_follows_bookings_moves_and_cancellations() {
     );
     assert_eq!(value(found, "SEQUENCE"), "0");
     assert_eq!(value(found, "STATUS"), "CONFIRMED");
-    assert_eq!(value(found, "SUMMARY"), "Cycle 1\\, feedback\\, next steps");
+    assert_eq!(value(found, "SUMMARY"), "Cycle 1: feedback\\, next steps");
     assert!(prop(&found.properties, "DTSTAMP").is_some());
     assert!(value(found, "URL").ends_with("#room=trio-1"));
 

@@ -32,6 +32,20 @@ async fn write_prefs(store: &dyn Store, people: &[(&str, Preferences)]) {
     }
 }
 
+/// Opens the store file once the stopped server's last background task has let go of it.
+async fn open_when_released(path: &std::path::Path) -> EmbeddedStore {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match EmbeddedStore::open(path, Arc::new(NoSink)) {
+            Ok(store) => return store,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(err) => panic!("the store stays locked: {err}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn reminders_show_the_readers_own_time() {
     let sink = SmtpSink::start().await;
@@ -124,7 +138,7 @@ async fn offline_people_get_one_digest_of_their_unread_messages() {
     // The roster does not carry addresses: write them into the store while it is closed.
     server.shutdown().await;
     {
-        let store = EmbeddedStore::open(&server.config.store_path(), Arc::new(NoSink)).unwrap();
+        let store = open_when_released(&server.config.store_path()).await;
         write_prefs(
             &store,
             &[
@@ -136,8 +150,10 @@ async fn offline_people_get_one_digest_of_their_unread_messages() {
     }
     let server = server.restart().await;
 
-    // Anna stays online; Marco is offline; Rhian writes in their trio.
+    // Anna stays online; Rhian writes in their trio while Marco is online too, then Marco
+    // goes offline.
     let (_anna, _) = server.signed_in("anna.jensen").await;
+    let (marco, _) = server.signed_in("marco.rossi").await;
     let (mut rhian, _) = server.signed_in("rhian.evans").await;
     for (i, text) in ["Shall we meet on Tuesday?", "I have the visit notes."]
         .iter()
@@ -146,6 +162,9 @@ async fn offline_people_get_one_digest_of_their_unread_messages() {
         let answer = rhian.send("trio-1", &format!("m{i}"), text).await;
         assert!(matches!(answer, ServerMessage::Ack(_)), "{answer:?}");
     }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(sink.mails().is_empty(), "no digest while online");
+    drop(marco);
 
     let digests = sink.wait_for("marco@example.org", 1).await;
     let text = digests[0].text();

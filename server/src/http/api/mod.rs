@@ -31,6 +31,8 @@ use crate::store::StoreError;
 /// The API's routes, nested under `/api` by the caller.
 pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()
+        .merge(auth::routes())
+        .merge(programme::routes())
         .merge(coachings::routes())
         .merge(calendar::routes())
         .merge(me::routes())
