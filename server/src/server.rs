@@ -147,7 +147,7 @@ impl Server {
             bus_stop,
         } = self;
         let router = http::router(gateway.clone());
-        crate::schedule::reminders::start(
+        let reminders = crate::schedule::reminders::start(
             gateway.schedule.clone(),
             gateway.mailer.clone(),
             config.reminder_interval,
@@ -203,6 +203,7 @@ impl Server {
         if let Some(digests) = digests {
             let _ = digests.await;
         }
+        let _ = reminders.await;
         bus_stop.cancel();
     }
 }

@@ -55,13 +55,13 @@ fn change_name(change: CoachingChange) -> &'static str {
     }
 }
 
-/// Starts the clock; it stops at `stop`.
+/// Starts the clock; it stops at `stop` (await the handle before closing the store).
 pub fn start(
     schedule: Arc<Schedule>,
     mailer: Arc<Mailer>,
     interval: Duration,
     stop: CancellationToken,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -74,7 +74,7 @@ pub fn start(
                 tracing::warn!(error = %err, "the reminder clock could not read the schedule");
             }
         }
-    });
+    })
 }
 
 /// One look at the schedule at `now`: sends what is due and not yet sent.
