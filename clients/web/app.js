@@ -1,32 +1,38 @@
 // @ts-check
 /**
- * Triad's web client: signs in with the token from the sign-in link, keeps one websocket to
- * the server, and wires the parts together: the rooms (`rooms.js`), the rooms list
+ * Triad's web client: signs in with the sign-in link (`credentials.js`), keeps one websocket
+ * to the server, and wires the parts together: the rooms (`rooms.js`), the rooms list
  * (`roomlist.js`), the open room (`chat.js`), the message form (`composer.js`), the
- * messages on their way (`outbox.js`) and the room's video call (`call.js`).
+ * messages on their way (`outbox.js`), the room's video call (`call.js`), its coaching
+ * sessions (`coachings.js`) and its key learning (`pins.js`).
  *
- * The sign-in link carries the token in the URL fragment (`/#token=…`), which never reaches
- * the server's logs. The page keeps it in `sessionStorage` for this tab and removes it from the
- * address bar.
+ * The sign-in link carries an invitation (`/#invite=…`) or a token (`/#token=…`) in the URL
+ * fragment, which never reaches the server's logs. The page keeps the tokens in
+ * `sessionStorage` for this tab and removes them from the address bar.
  */
 
 import { CallView } from './call.js';
 import { ChatView, PAGE_SIZE } from './chat.js';
+import { CoachingView } from './coachings.js';
 import { Composer } from './composer.js';
-import { Connection, ProtocolError } from './connection.js';
+import { Connection, ProtocolError, REVOKED } from './connection.js';
+import { ApiError, Credentials } from './credentials.js';
 import { Outbox } from './outbox.js';
+import { PinBoard } from './pins.js';
 import { RoomList } from './roomlist.js';
 import { RoomBook } from './rooms.js';
+import { viewerTimeZone } from './time.js';
 
 /** @typedef {import('./protocol').ServerFrame} ServerFrame */
 /** @typedef {import('./protocol').ServerMessage} ServerMessage */
 /** @typedef {import('./protocol').History} History */
 /** @typedef {import('./rooms.js').Room} Room */
 
-const TOKEN_KEY = 'triad.token';
 const ROOM_KEY = 'triad.room';
 /** Below this width the rooms list folds into a menu (as in style.css). */
 const NARROW = window.matchMedia('(max-width: 700px)');
+/** Below this width sessions and key learning fold behind a button (as in style.css). */
+const SIDE_FOLDS = window.matchMedia('(max-width: 1000px)');
 
 /**
  * @template {HTMLElement} T
@@ -37,18 +43,6 @@ function byId(id) {
   const element = document.getElementById(id);
   if (!element) throw new Error(`#${id} is missing from the page`);
   return /** @type {T} */ (element);
-}
-
-/** Takes the token from the sign-in link (then hides it), or from this tab's storage. */
-function takeToken() {
-  const fragment = new URLSearchParams(window.location.hash.slice(1));
-  const fromLink = fragment.get('token');
-  if (fromLink) {
-    sessionStorage.setItem(TOKEN_KEY, fromLink);
-    history.replaceState(null, '', window.location.pathname + window.location.search);
-    return fromLink;
-  }
-  return sessionStorage.getItem(TOKEN_KEY);
 }
 
 /** The websocket endpoint next to this page (`wss:` under https). */
@@ -69,18 +63,42 @@ function expectHistory(message) {
   return message;
 }
 
-/** @param {string} reason */
-function showSignedOut(reason) {
+/**
+ * @param {string} reason
+ * @param {string} [title]
+ */
+function showSignedOut(reason, title = 'Sign in to Triad') {
   byId('signed-out').hidden = false;
+  byId('signed-out-title').textContent = title;
   byId('signed-out-reason').textContent = reason;
   byId('composer').hidden = true;
   byId('messages').hidden = true;
+  byId('typing').hidden = true;
+  byId('room-side').hidden = true;
+  byId('side-toggle').hidden = true;
+  byId('sign-out').hidden = true;
+  byId('call-button').hidden = true;
+  byId('coaching-notices').replaceChildren();
+  byId('room-notice').replaceChildren();
+  byId('room-people').replaceChildren();
+  byId('room-groups').replaceChildren();
+  byId('signed-in-as').textContent = '';
   byId('room-title').textContent = 'Triad';
+  document.title = 'Triad';
 }
 
-function main() {
-  const token = takeToken();
-  if (!token) {
+async function main() {
+  const credentials = new Credentials();
+  let signedIn = false;
+  try {
+    signedIn = await credentials.signIn();
+  } catch (err) {
+    const reason = err instanceof ApiError ? err.message : 'The sign-in failed.';
+    showSignedOut(reason, 'This sign-in link cannot be used');
+    return;
+  }
+  const token = credentials.access;
+  if (!signedIn || !token) {
     showSignedOut('Open the sign-in link you were given. It signs you in on this tab.');
     return;
   }
@@ -90,28 +108,57 @@ function main() {
   const connection = new Connection(socketUrl(), token, {
     resumePoints: () => book.resumePoints(),
     onWelcome: (welcome) => {
+      credentials.expiresAtIs(welcome.token_expires_at);
       book.welcome(welcome);
       byId('signed-in-as').textContent = `Signed in as ${welcome.person.name}`;
+      byId('sign-out').hidden = !credentials.renewable;
+      pins.welcome();
       openRoom(pickRoom());
       calls.welcome(welcome);
+      void coachings.welcome();
       outbox.resume();
       sayPresence();
     },
     onPush: (frame) => onPush(frame),
-    onStatus: (state, reason) => {
+    onStatus: (state, reason, code) => {
       document.body.dataset.connection = state;
       if (state === 'reconnecting') {
         calls.socketLost();
         if (!status.firstChild) status.append(bannerText('Reconnecting…'));
       } else if (state === 'ended') {
-        sessionStorage.removeItem(TOKEN_KEY);
+        credentials.forget();
         status.replaceChildren();
-        showSignedOut(`${reason ?? 'You are signed out.'} Ask for a new sign-in link.`);
+        calls.stop('');
+        if (code === REVOKED) {
+          showSignedOut(
+            `${reason ?? 'Your access was withdrawn.'} Ask the coordinator if you think this is a mistake.`,
+            'Your access was withdrawn',
+          );
+        } else if (code === undefined) {
+          showSignedOut(reason ?? 'You are signed out.');
+        } else {
+          showSignedOut(`${reason ?? 'You are signed out.'} Ask for a new sign-in link.`);
+        }
       } else {
         status.replaceChildren();
       }
     },
+    // Only an invitation sign-in can be renewed; a token from a link is used until it expires.
+    renewToken: !credentials.renewable ? undefined : async () => {
+      try {
+        return await credentials.renew();
+      } catch (err) {
+        if (err instanceof ApiError && (err.code === 'network' || err.status === 503)) throw err;
+        return null;
+      }
+    },
+    tokenStale: () => credentials.renewable && credentials.stale,
   });
+  // A renewed access token goes to the open session at once.
+  credentials.listen((fresh) => void connection.useToken(fresh));
+  credentials.onEnded = (reason) => {
+    if (connection.status !== 'ended') connection.stop(reason);
+  };
 
   const book = new RoomBook(async (room, after) =>
     expectHistory(
@@ -129,9 +176,11 @@ function main() {
   /** Per room, the short wait that gathers a scroll's worth of reads. @type {Map<string, number>} */
   const readTimers = new Map();
 
+  const pins = new PinBoard({ connection, book, section: byId('pins') });
   const chat = new ChatView(byId('chat'), {
     book,
     outbox,
+    pins,
     actions: {
       loadLatest: async (room) => {
         const page = expectHistory(
@@ -182,6 +231,28 @@ function main() {
     button: /** @type {HTMLButtonElement} */ (byId('call-button')),
     panel: byId('call'),
   });
+  const coachings = new CoachingView({
+    connection,
+    credentials,
+    book,
+    section: byId('sessions'),
+    notices: byId('coaching-notices'),
+    announcer: byId('announcer'),
+    actions: {
+      openRoom: (roomId) => {
+        const room = book.rooms.get(roomId);
+        if (room) openRoom(room);
+      },
+      joinCall: (roomId) => {
+        const room = book.rooms.get(roomId);
+        if (!room) return;
+        if (chat.room !== room) openRoom(room);
+        void calls.startOrJoin();
+      },
+    },
+  });
+  pins.listen((roomId) => chat.showPins(roomId));
+  byId('book-zone').textContent = `In your time zone, ${viewerTimeZone.replace(/_/g, ' ')}.`;
   const composer = new Composer(/** @type {HTMLFormElement} */ (byId('composer')), {
     connection,
     outbox,
@@ -193,6 +264,8 @@ function main() {
       for (const event of change.events) outbox.delivered(event);
     }
     if (change.type === 'rooms') showTotalUnread();
+    // A room joined or left: its key learning can be read, or not.
+    if (change.type === 'reset' && change.room === chat.room) pins.show(change.room);
   });
 
   /** @param {string} text */
@@ -220,6 +293,12 @@ function main() {
         break;
       case 'read':
         book.read(frame.room, frame.seq, frame.unread);
+        break;
+      case 'coaching':
+        coachings.onPush(frame.change, frame.coaching);
+        break;
+      case 'pinned':
+        pins.onPinned(frame.pin, frame.pinned);
         break;
       case 'error':
         console.warn(`triad: ${frame.code}: ${frame.message}`);
@@ -251,6 +330,10 @@ function main() {
     composer.show(room);
     list.select(room?.id ?? null);
     calls.show(room);
+    coachings.show(room);
+    pins.show(room);
+    byId('room-side').hidden = !room || (SIDE_FOLDS.matches && !sideOpen);
+    byId('side-toggle').hidden = !room || !SIDE_FOLDS.matches;
     document.title = room ? `${room.title} · Triad` : 'Triad';
   }
 
@@ -315,6 +398,28 @@ function main() {
     badge.textContent = total > 0 ? `${total} unread` : '';
   }
 
+  // Sessions and key learning fold behind a button on narrow screens.
+  let sideOpen = false;
+  const sideToggle = byId('side-toggle');
+  sideToggle.addEventListener('click', () => {
+    sideOpen = !sideOpen;
+    sideToggle.setAttribute('aria-expanded', String(sideOpen));
+    byId('room-side').hidden = !sideOpen;
+    if (sideOpen) byId('room-side').querySelector('h2')?.scrollIntoView({ block: 'nearest' });
+  });
+  SIDE_FOLDS.addEventListener('change', () => {
+    if (chat.room) openRoom(chat.room);
+  });
+
+  byId('sign-out').addEventListener('click', async () => {
+    try {
+      await credentials.signOut();
+    } catch (err) {
+      console.info('triad: sign-out not confirmed by the server', err);
+    }
+    connection.stop('You are signed out of this tab.');
+  });
+
   // The rooms list folds into a menu on narrow screens.
   const toggle = byId('rooms-toggle');
   const nav = byId('rooms');
@@ -352,6 +457,9 @@ function main() {
       get status() {
         return connection.status;
       },
+      get accessToken() {
+        return credentials.access;
+      },
       call: {
         stats: () => calls.stats(),
         get session() {
@@ -364,4 +472,4 @@ function main() {
   connection.start();
 }
 
-main();
+void main();

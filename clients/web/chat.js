@@ -3,7 +3,8 @@
  * The open room: its members and their presence, its messages with day separators and an
  * unread marker, older history loaded as the person scrolls up, who is typing, and this
  * person's own messages until they are stored. It tells the app which messages have been
- * seen, so the read marker follows.
+ * seen, so the read marker follows. Each stored message has a toggle that pins it as key
+ * learning.
  */
 
 import { dayKey, formatDay, formatFull, formatTime, isoString } from './time.js';
@@ -34,6 +35,13 @@ const GROUP_MS = 5 * 60_000;
  */
 
 /**
+ * Which messages are pinned, and pinning them (`pins.js`).
+ * @typedef {object} PinToggles
+ * @property {(roomId: string, seq: number) => boolean} isPinned
+ * @property {(room: Room, seq: number) => Promise<void>} toggle
+ */
+
+/**
  * Makes an element.
  * @template {keyof HTMLElementTagNameMap} K
  * @param {K} tag
@@ -56,10 +64,11 @@ function firstName(name) {
 export class ChatView {
   /**
    * @param {HTMLElement} root the `<main>` element
-   * @param {{book: RoomBook, outbox: Outbox, actions: ChatActions}} parts
+   * @param {{book: RoomBook, outbox: Outbox, actions: ChatActions, pins?: PinToggles}} parts
    */
-  constructor(root, { book, outbox, actions }) {
+  constructor(root, { book, outbox, actions, pins }) {
     this.book = book;
+    this.pins = pins ?? null;
     this.outbox = outbox;
     this.actions = actions;
     const $ = (/** @type {string} */ selector) =>
@@ -313,6 +322,10 @@ export class ChatView {
       meta.append(el('span', 'author', who), ' ', time);
       if (mine) meta.append(' ', this.renderState('sent'));
       item.append(meta, el('p', 'body', event.body));
+      if (this.pins && this.room?.joined) {
+        item.append(this.pinToggle(event));
+        item.classList.toggle('pinned', this.pins.isPinned(event.room, event.seq));
+      }
     } else {
       const text = event.kind === 'moderator_joined' ? `${who} joined` : `${who} left`;
       const line = el('p', 'system-line');
@@ -320,6 +333,42 @@ export class ChatView {
       item.append(line);
     }
     return item;
+  }
+
+  /**
+   * The button that pins a message as key learning (pressed while it is pinned).
+   * @param {RoomEvent} event
+   */
+  pinToggle(event) {
+    const button = el('button', 'pin-toggle', 'Pin');
+    button.type = 'button';
+    button.setAttribute('aria-label', 'Pin as key learning');
+    const pinned = this.pins?.isPinned(event.room, event.seq) ?? false;
+    button.setAttribute('aria-pressed', String(pinned));
+    button.title = pinned ? 'Pinned as key learning: press to unpin' : 'Pin as key learning';
+    button.addEventListener('click', () => {
+      const room = this.room;
+      if (room && room.id === event.room) void this.pins?.toggle(room, event.seq);
+    });
+    return button;
+  }
+
+  /**
+   * A room's pins changed: the toggles follow.
+   * @param {string} roomId
+   */
+  showPins(roomId) {
+    if (!this.pins || this.room?.id !== roomId) return;
+    for (const button of this.list.querySelectorAll('.pin-toggle')) {
+      const item = /** @type {HTMLElement} */ (button.closest('[data-seq]'));
+      const pinned = this.pins.isPinned(roomId, Number(item.dataset.seq));
+      if (button.getAttribute('aria-pressed') === String(pinned)) continue;
+      button.setAttribute('aria-pressed', String(pinned));
+      /** @type {HTMLElement} */ (button).title = pinned
+        ? 'Pinned as key learning: press to unpin'
+        : 'Pin as key learning';
+      item.classList.toggle('pinned', pinned);
+    }
   }
 
   /**

@@ -3,6 +3,10 @@
  * The websocket to the server: `hello` with the token and the resume points, requests
  * matched to their answers by id, keep-alive pings, and reconnecting with exponential backoff
  * and full jitter whenever the socket is lost, until the server refuses the token.
+ *
+ * A token that expired (the tab slept past it, say) is renewed through `renewToken` when the
+ * sign-in allows it, and the connection goes on; the server's `refresh` is sent with each new
+ * token while connected.
  */
 
 /** @typedef {import('./protocol').Request} Request */
@@ -31,8 +35,10 @@ const REQUEST_TIMEOUT_MS = 15_000;
 const FINAL_CLOSE_CODES = new Map([
   [4001, 'Your sign-in link is not valid.'],
   [4003, 'Your sign-in link has expired.'],
-  [4009, 'Your access to Triad has ended.'],
+  [4009, 'Your access was withdrawn.'],
 ]);
+/** The close code of a withdrawn access (the person was revoked or removed). */
+export const REVOKED = 4009;
 
 /** A request the server refused, with its stable code. */
 export class ProtocolError extends Error {
@@ -69,7 +75,11 @@ export class DisconnectedError extends Error {
  * @property {() => ResumePoint[]} resumePoints where each room is, for `hello`
  * @property {(welcome: Welcome) => void} onWelcome the session is signed in (again)
  * @property {(frame: ServerFrame) => void} onPush a frame the server pushed (no `re`)
- * @property {(status: ConnectionStatus, reason?: string) => void} onStatus
+ * @property {(status: ConnectionStatus, reason?: string, code?: number) => void} onStatus
+ *   `ended` comes with why (for people) and the close code
+ * @property {() => Promise<string | null>} [renewToken] a new token for one that expired:
+ *   null when the sign-in cannot be renewed; rejects when it cannot be renewed yet (offline)
+ * @property {() => boolean} [tokenStale] whether the token must be renewed before use
  */
 
 /**
@@ -107,6 +117,46 @@ export class Connection {
     this.signedIn = false;
     /** Why the server refused the last `hello`, if it did. @type {string | undefined} */
     this.refusal = undefined;
+    /** The code of that refusal. @type {ErrorCode | undefined} */
+    this.refusalCode = undefined;
+  }
+
+  /**
+   * Uses a new token: for the next `hello`, and at once for this session (`refresh`), so the
+   * server does not close it when the old one expires.
+   * @param {string} token
+   */
+  async useToken(token) {
+    this.token = token;
+    if (!this.live) return;
+    try {
+      await this.request({ type: 'refresh', token });
+    } catch (err) {
+      // Lost meanwhile: the next hello carries the new token anyway.
+      console.info('triad: token not refreshed on this connection', err);
+    }
+  }
+
+  /**
+   * Ends the connection for good (signed out, or the sign-in cannot go on).
+   * @param {string} reason for people
+   */
+  stop(reason) {
+    window.clearTimeout(this.retryTimer);
+    window.clearInterval(this.pingTimer);
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) {
+      socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+      socket.close(1000);
+    }
+    this.signedIn = false;
+    for (const { reject, timer } of this.pending.values()) {
+      window.clearTimeout(timer);
+      reject(new DisconnectedError());
+    }
+    this.pending.clear();
+    this.setStatus('ended', reason);
   }
 
   /** Opens the first connection. */
@@ -163,6 +213,13 @@ export class Connection {
 
   open() {
     this.retryTimer = undefined;
+    if (this.status === 'ended') return;
+    if (this.handlers.tokenStale?.() && this.handlers.renewToken) {
+      this.renewThenOpen(FINAL_CLOSE_CODES.get(4003) ?? '');
+      return;
+    }
+    this.refusal = undefined;
+    this.refusalCode = undefined;
     const socket = new WebSocket(this.url, PROTOCOL);
     this.socket = socket;
     this.lastHeard = Date.now();
@@ -206,6 +263,7 @@ export class Connection {
     if (frame.type === 'error' && !this.signedIn && frame.re === 0) {
       // The hello was refused; the close that follows says whether to try again.
       this.refusal = frame.message;
+      this.refusalCode = frame.code;
       return;
     }
     const waiting = typeof frame.re === 'number' ? this.pending.get(frame.re) : undefined;
@@ -254,9 +312,19 @@ export class Connection {
       reject(new DisconnectedError());
     }
     this.pending.clear();
+    const refusedAs = this.refusalCode;
+    if (code === REVOKED || (code === 4001 && refusedAs === 'token_revoked')) {
+      this.setStatus('ended', FINAL_CLOSE_CODES.get(REVOKED), REVOKED);
+      return;
+    }
     const final = code === undefined ? undefined : FINAL_CLOSE_CODES.get(code);
+    const expired = code === 4003 || (code === 4001 && refusedAs === 'token_expired');
+    if (final && expired && this.handlers.renewToken) {
+      this.renewThenOpen(final);
+      return;
+    }
     if (final) {
-      this.setStatus('ended', this.refusal ? `${final} (${this.refusal})` : final);
+      this.setStatus('ended', this.refusal ? `${final} (${this.refusal})` : final, code);
       return;
     }
     console.info(`triad: connection lost (${code ?? reason}); reconnecting`);
@@ -265,12 +333,42 @@ export class Connection {
   }
 
   /**
+   * The token expired: renews it, then connects again; ends when it cannot be renewed.
+   * @param {string} final what to say if it cannot
+   */
+  renewThenOpen(final) {
+    const renew = this.handlers.renewToken;
+    if (!renew) return;
+    this.setStatus('reconnecting');
+    renew().then(
+      (token) => {
+        if (this.status === 'ended') return;
+        if (token === null) {
+          this.setStatus('ended', final, 4003);
+          return;
+        }
+        this.token = token;
+        this.open();
+      },
+      (err) => {
+        if (this.status === 'ended') return;
+        console.info('triad: token not renewed yet; trying again', err);
+        this.retryTimer = window.setTimeout(
+          () => this.renewThenOpen(final),
+          Math.max(1_000, backoffDelay(this.attempt++)),
+        );
+      },
+    );
+  }
+
+  /**
    * @param {ConnectionStatus} status
    * @param {string} [reason]
+   * @param {number} [code]
    */
-  setStatus(status, reason) {
+  setStatus(status, reason, code) {
     if (this.status === status) return;
     this.status = status;
-    this.handlers.onStatus(status, reason);
+    this.handlers.onStatus(status, reason, code);
   }
 }

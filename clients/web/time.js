@@ -103,3 +103,56 @@ export function formatFull(ts) {
 export function isoString(ts) {
   return new Date(ts).toISOString();
 }
+
+const sessionStart = new Intl.DateTimeFormat(undefined, {
+  weekday: 'short',
+  day: 'numeric',
+  month: 'short',
+  hour: 'numeric',
+  minute: '2-digit',
+});
+const shortDay = new Intl.DateTimeFormat(undefined, {
+  weekday: 'short',
+  day: 'numeric',
+  month: 'short',
+});
+
+/**
+ * When a scheduled session starts, short and complete: "Tue 1 Dec, 16:00".
+ * @param {number} ts
+ */
+export function formatStart(ts) {
+  return sessionStart.format(ts);
+}
+
+/**
+ * When something starts, relative to today: "at 16:00", "tomorrow at 16:00", "on Tue 1 Dec
+ * at 16:00".
+ * @param {number} ts
+ * @param {number} [now]
+ */
+export function formatWhen(ts, now = Date.now()) {
+  const ahead = -daysAgo(ts, now);
+  if (ahead === 0) return `at ${formatTime(ts)}`;
+  if (ahead === 1) return `tomorrow at ${formatTime(ts)}`;
+  return `on ${shortDay.format(ts)} at ${formatTime(ts)}`;
+}
+
+/**
+ * A moment in another time zone, for a tooltip: "16:00 Europe/Rome".
+ * @param {number} ts
+ * @param {string} timeZone an IANA zone
+ */
+export function formatInZone(ts, timeZone) {
+  try {
+    const there = new Intl.DateTimeFormat(undefined, {
+      weekday: 'short',
+      hour: 'numeric',
+      minute: '2-digit',
+      timeZone,
+    });
+    return `${there.format(ts)} ${timeZone}`;
+  } catch {
+    return timeZone;
+  }
+}

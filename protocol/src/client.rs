@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::call::{CallId, Signal};
-use crate::ids::{ClientMsgId, Epoch, RequestId, RoomId, Seq, SessionId};
+use crate::ids::{ClientMsgId, Epoch, PersonId, RequestId, RoomId, Seq, SessionId};
 use crate::server::PresenceStatus;
 
 /// A frame from a client: a request and an optional id the response will carry in `re`.
@@ -189,6 +189,18 @@ pub enum Request {
         /// The room.
         room: RoomId,
     },
+    /// Reads a page of a room's people, ordered by id (for rooms too large to list in the
+    /// welcome). Answered by `members`.
+    Members {
+        /// The room.
+        room: RoomId,
+        /// People with an id after this one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<PersonId>,
+        /// The page size, at most [`crate::limits::MAX_PAGE_SIZE`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
 }
 
 impl Request {
@@ -215,6 +227,7 @@ impl Request {
         "pin",
         "unpin",
         "pins",
+        "members",
     ];
 
     /// The request's type name.
@@ -241,6 +254,7 @@ impl Request {
             Self::Pin { .. } => "pin",
             Self::Unpin { .. } => "unpin",
             Self::Pins { .. } => "pins",
+            Self::Members { .. } => "members",
         }
     }
 }

@@ -117,3 +117,7 @@ pub const MAX_COACHING_DAYS_AHEAD: i64 = 2 * 366;
 
 /// The most pins a room may hold.
 pub const MAX_PINS_PER_ROOM: usize = 500;
+
+/// Rooms with more people than this list only those online in the welcome, and get no
+/// presence pushes (the programme-wide room of a large programme).
+pub const MAX_LISTED_MEMBERS: usize = 100;

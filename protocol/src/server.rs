@@ -142,7 +142,13 @@ pub struct RoomInfo {
     /// trio, only after `join`.
     pub joined: bool,
     /// The people of the room, with their presence (moderators who have joined included).
+    /// For a room of more than [`crate::limits::MAX_LISTED_MEMBERS`] people, only those
+    /// online or away (at most that many); `members` pages through everyone, and presence
+    /// changes in such a room are not pushed.
     pub members: Vec<MemberInfo>,
+    /// How many people the room has.
+    #[serde(default)]
+    pub member_count: u32,
     /// The room's call in progress, if any (later changes come as `call_state`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<CallState>,
@@ -234,6 +240,7 @@ impl ServerMessage {
         "coachings",
         "pinned",
         "pins",
+        "members",
     ];
 
     /// The message's type name.
@@ -261,6 +268,7 @@ impl ServerMessage {
             Self::Coachings { .. } => "coachings",
             Self::Pinned { .. } => "pinned",
             Self::Pins { .. } => "pins",
+            Self::Members { .. } => "members",
         }
     }
 }
@@ -406,5 +414,14 @@ pub enum ServerMessage {
         room: RoomId,
         /// Its pins, in message order.
         pins: Vec<Pin>,
+    },
+    /// The answer to `members`: a page of a room's people, by id.
+    Members {
+        /// The room.
+        room: RoomId,
+        /// The people, with their presence now.
+        members: Vec<MemberInfo>,
+        /// Whether more people follow the last one.
+        has_more: bool,
     },
 }

@@ -2,7 +2,8 @@
 //
 // The server binary comes from TRIAD_SERVER_BIN (`cargo xtask test` builds it and sets it),
 // by default target/debug/triad-server. Each server gets a fresh data folder with the demo
-// roster imported, listens on a free port, and is killed when the tests end.
+// roster imported (and, if asked, invitations made with its `invite` command while no server
+// holds the store), listens on a free port, and is killed when the tests end.
 
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -43,14 +44,24 @@ export const NAMES = {
 
 /** A server process on a fresh copy of the demo programme. */
 export class Server {
-  /** @param {{child: import('node:child_process').ChildProcess, url: string, data: string}} parts */
-  constructor({ child, url, data }) {
+  /**
+   * @param {{child: import('node:child_process').ChildProcess, url: string, data: string,
+   *   invitations: Record<string, string>}} parts
+   */
+  constructor({ child, url, data, invitations }) {
     this.child = child;
     this.url = url;
     this.data = data;
+    /** An invitation code per person asked for at start. */
+    this.invitations = invitations;
   }
 
-  static async start() {
+  /**
+   * Starts a server.
+   * @param {{invitations?: string[], args?: string[]}} [options] people to make a
+   *   single-use invitation for; more `serve` flags
+   */
+  static async start({ invitations = [], args = [] } = {}) {
     if (!existsSync(SERVER_BIN)) {
       throw new Error(
         `server binary not found at ${SERVER_BIN}: build it (cargo build -p triad-server) or set TRIAD_SERVER_BIN`,
@@ -59,6 +70,14 @@ export class Server {
     const data = await mkdtemp(join(tmpdir(), 'triad-browser-'));
     const common = ['--data-dir', data, '--jwt-secret', SECRET];
     await run(SERVER_BIN, ['import', join(workspace, 'server/demo-roster.toml'), ...common]);
+    /** @type {Record<string, string>} */
+    const codes = {};
+    for (const person of invitations) {
+      const { stdout } = await run(SERVER_BIN, ['invite', '--person', person, ...common]);
+      const match = /#invite=(\S+)/.exec(stdout);
+      if (!match) throw new Error(`no invitation link in ${JSON.stringify(stdout)}`);
+      codes[person] = match[1];
+    }
     const child = spawn(
       SERVER_BIN,
       [
@@ -71,6 +90,7 @@ export class Server {
         '1000',
         '--send-burst',
         '1000',
+        ...args,
       ],
       {
         stdio: ['ignore', 'pipe', 'inherit'],
@@ -96,7 +116,7 @@ export class Server {
         }
       });
     });
-    return new Server({ child, url: `http://${addr}`, data });
+    return new Server({ child, url: `http://${addr}`, data, invitations: codes });
   }
 
   /**
@@ -114,6 +134,27 @@ export class Server {
       this.data,
     ]);
     return stdout.trim();
+  }
+
+  /**
+   * Calls the REST API as a person (with a token minted for them).
+   * @param {string} method
+   * @param {string} path e.g. `/api/coachings`
+   * @param {{person?: string, body?: unknown}} [options]
+   * @returns {Promise<{status: number, body: any}>}
+   */
+  async api(method, path, { person, body } = {}) {
+    /** @type {Record<string, string>} */
+    const headers = {};
+    if (person) headers.Authorization = `Bearer ${await this.token(person)}`;
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const response = await fetch(`${this.url}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text ? JSON.parse(text) : null };
   }
 
   /**
@@ -157,9 +198,17 @@ export async function launchBrowser() {
  * @param {Server} server
  * @param {string} person
  * @param {{width: number, height: number}} [viewport]
+ * @param {{link?: string, timezoneId?: string, locale?: string}} [options] the link to sign
+ *   in with (a token link by default), and the browser's time zone and language
  */
-export async function openAs(browser, server, person, viewport = { width: 1366, height: 768 }) {
-  const context = await browser.newContext({ viewport });
+export async function openAs(
+  browser,
+  server,
+  person,
+  viewport = { width: 1366, height: 768 },
+  { link, timezoneId, locale } = {},
+) {
+  const context = await browser.newContext({ viewport, timezoneId, locale });
   const page = await context.newPage();
   /** @type {string[]} */
   const errors = [];
@@ -167,7 +216,7 @@ export async function openAs(browser, server, person, viewport = { width: 1366, 
   page.on('console', (message) => {
     if (message.type() === 'error') errors.push(message.text());
   });
-  await page.goto(await server.signInLink(person));
+  await page.goto(link ?? (await server.signInLink(person)));
   await page
     .locator('#signed-in-as')
     .filter({ hasText: NAMES[person] })

@@ -475,7 +475,15 @@ async fn a_programme_from_roster_to_cycle_report() {
     let response = call(addr, "GET", "/api/reports/trio-1/cycle-1", Some(&token("vejle-1")), None).await;
     refused(&response, 403, "forbidden", "a head reading the report");
 
-    // Revoked: the head is disconnected at once, and their tokens no longer work.
+    // Revoked: the head is disconnected at once, and their tokens and feed no longer work.
+    let revoked_feed = expect(
+        &call(addr, "POST", "/api/me/calendar", Some(&token("west-wales-1")), None).await,
+        201,
+        "a calendar feed",
+    )["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let response = call(addr, "POST", "/api/people/west-wales-1/revoke", Some(&cora_token), None).await;
     assert_eq!(response.status, 204, "{}", response.body);
     let (_, _, events, _) = &mut heads[2];
@@ -486,4 +494,6 @@ async fn a_programme_from_roster_to_cycle_report() {
     refused(&response, 401, "token_revoked", "a revoked refresh token");
     let response = call(addr, "GET", "/api/coachings", Some(&token("west-wales-1")), None).await;
     refused(&response, 401, "token_revoked", "a revoked access token");
+    let response = call(addr, "GET", &revoked_feed, None, None).await;
+    assert_eq!(response.status, 404, "a revoked person's calendar feed: {}", response.body);
 }

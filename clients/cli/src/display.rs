@@ -134,6 +134,7 @@ mod tests {
                 last_ts: None,
                 joined: true,
                 members: vec![member],
+                member_count: 1,
                 call: None,
             }],
             limits: Limits::default(),

@@ -353,6 +353,7 @@ mod tests {
             last_ts: None,
             joined,
             members: Vec::new(),
+            member_count: 0,
             call: None,
         }
     }

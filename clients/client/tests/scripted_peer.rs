@@ -154,6 +154,7 @@ fn info(name: &str, last_seq: u64) -> RoomInfo {
         last_ts: None,
         joined: true,
         members: Vec::new(),
+        member_count: 0,
         call: None,
     }
 }

@@ -233,6 +233,10 @@ impl Grants {
 
     /// Exchanges an invitation code for tokens, once.
     pub async fn redeem(&self, code: &str) -> Result<Tokens, GrantError> {
+        if let Err(why) = &self.minter {
+            // Refused before the code is used up.
+            return Err(GrantError::NoSigningKey(why.clone()));
+        }
         let now = now_ms();
         let person = self
             .invitations()
@@ -362,8 +366,8 @@ impl Grants {
     }
 }
 
-/// Voids every token of `person` issued until now and drops their refresh grants, in the
-/// store only (connections are closed by [`Grants::revoke`]).
+/// Voids every token of `person` issued until now and drops their refresh grants and
+/// calendar feed key, in the store only (connections are closed by [`Grants::revoke`]).
 pub async fn revoke_offline(
     store: &dyn crate::store::Store,
     person: &PersonId,
@@ -378,5 +382,5 @@ pub async fn revoke_offline(
             grants.delete(&key).await?;
         }
     }
-    Ok(())
+    crate::schedule::calendar::void_key(store, person).await
 }

@@ -24,6 +24,7 @@ use crate::auth::{Grants, TokenVerifier};
 use crate::calls::Calls;
 use crate::hub::Hub;
 use crate::mail::Mailer;
+use crate::programme::cache::ProgrammeCache;
 use crate::schedule::Schedule;
 use crate::store::SharedStore;
 
@@ -54,6 +55,8 @@ pub struct Gateway {
     pub calls: Arc<Calls>,
     /// Coaching sessions.
     pub schedule: Arc<Schedule>,
+    /// The programme as `hello` and `join` read it.
+    pub programme: ProgrammeCache,
     /// Token verification.
     pub verifier: TokenVerifier,
     /// Invitations, sign-in tokens and revocation.
@@ -85,7 +88,9 @@ impl Gateway {
         settings: SessionSettings,
     ) -> Self {
         let schedule = Schedule::new(store.clone(), hub.clone());
+        let programme = ProgrammeCache::new(store.clone(), hub.clone());
         Self {
+            programme,
             store,
             hub,
             calls,

@@ -256,7 +256,61 @@ impl Session {
             Request::Pin { room, seq } => self.pin(&room, seq, true).await.map_err(|r| r.in_room(&room)),
             Request::Unpin { room, seq } => self.pin(&room, seq, false).await.map_err(|r| r.in_room(&room)),
             Request::Pins { room } => self.pins(&room).await.map_err(|r| r.in_room(&room)),
+            Request::Members { room, after, limit } => self
+                .members(&room, after.as_ref(), limit)
+                .await
+                .map_err(|r| r.in_room(&room)),
         }
+    }
+
+    /// `members`: a page of a room's people, by id.
+    async fn members(&self, room: &RoomId, after: Option<&PersonId>, limit: Option<u32>) -> Reply {
+        if self.access(room) == Access::None {
+            return Err(Refusal::new(
+                ErrorCode::NotAMember,
+                format!("you are not a member of {room}"),
+            ));
+        }
+        let limit = limit.unwrap_or(limits::DEFAULT_PAGE_SIZE);
+        if limit == 0 || limit > limits::MAX_PAGE_SIZE {
+            return Err(Refusal::new(
+                ErrorCode::PageTooLarge,
+                format!("limit must be 1 to {}", limits::MAX_PAGE_SIZE),
+            ));
+        }
+        let snapshot = self.gateway.programme.get().await?;
+        let record = self
+            .gateway
+            .store
+            .room(room)
+            .await?
+            .ok_or_else(|| Refusal::new(ErrorCode::UnknownRoom, format!("no room {room}")))?;
+        let mut ids: Vec<&PersonId> = record
+            .members
+            .iter()
+            .chain(record.joined_moderators.iter())
+            .filter(|id| after.is_none_or(|after| *id > after))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let has_more = ids.len() > limit;
+        let members = ids
+            .into_iter()
+            .take(limit)
+            .filter_map(|id| snapshot.people.get(id))
+            .map(|p| MemberInfo {
+                person: p.id.clone(),
+                name: p.name.clone(),
+                role: p.role,
+                status: self.gateway.hub.status(&p.id),
+            })
+            .collect();
+        Ok(ServerMessage::Members {
+            room: room.clone(),
+            members,
+            has_more,
+        })
     }
 
     /// `coachings`: the sessions of the rooms this person sees (or of one) not yet ended.
@@ -470,16 +524,17 @@ impl Session {
             crate::metrics::room_entered(self.kind_of(room));
             self.set_access(room, Access::Moderator { joined: true });
         }
-        let programme = gateway.store.programme().await?;
-        let record = programme
-            .rooms
-            .iter()
-            .find(|r| &r.id == room)
+        gateway.programme.invalidate();
+        let snapshot = gateway.programme.get().await?;
+        let record = gateway
+            .store
+            .room(room)
+            .await?
             .ok_or_else(|| Refusal::new(ErrorCode::UnknownRoom, format!("no room {room}")))?;
         let info = room_info(
             &gateway,
-            &directory(&programme.people),
-            record,
+            &snapshot.people,
+            &record,
             self.access(room),
             &self.person,
         )
@@ -511,6 +566,7 @@ impl Session {
                     .store
                     .set_moderator_joined(room, &self.person, false)
                     .await?;
+                gateway.programme.invalidate();
                 if joined {
                     gateway.calls.left_room(self.key, room);
                     gateway.hub.unsubscribe(room, self.key);
@@ -587,18 +643,13 @@ impl Session {
     }
 }
 
-/// People by id, built once per welcome or join.
-pub type Directory<'a> = HashMap<&'a PersonId, &'a PersonInfo>;
-
-/// Indexes people by id.
-pub fn directory(people: &[PersonInfo]) -> Directory<'_> {
-    people.iter().map(|p| (&p.id, p)).collect()
-}
+/// People by id.
+pub type Directory = HashMap<PersonId, PersonInfo>;
 
 /// A room as `person` sees it now: history position, unread count, members and presence.
 pub async fn room_info(
     gateway: &Gateway,
-    people: &Directory<'_>,
+    people: &Directory,
     record: &RoomRecord,
     access: Access,
     person: &PersonId,
@@ -606,14 +657,19 @@ pub async fn room_info(
     let state = gateway.store.room_state(&record.id).await?;
     let read_seq = gateway.store.read_marker(&record.id, person).await?;
     let present = record.members.iter().chain(record.joined_moderators.iter());
+    let member_count = record.members.len() + record.joined_moderators.len();
+    // A large room lists only who is online now; `members` pages through everyone.
+    let large = member_count > limits::MAX_LISTED_MEMBERS;
     let members = present
-        .filter_map(|id| people.get(id).copied())
+        .filter_map(|id| people.get(id))
         .map(|p| MemberInfo {
             person: p.id.clone(),
             name: p.name.clone(),
             role: p.role,
             status: gateway.hub.status(&p.id),
         })
+        .filter(|m| !large || m.status != PresenceStatus::Offline)
+        .take(if large { limits::MAX_LISTED_MEMBERS } else { usize::MAX })
         .collect();
     Ok(RoomInfo {
         id: record.id.clone(),
@@ -626,6 +682,7 @@ pub async fn room_info(
         last_ts: state.last_ts,
         joined: access.is_in(),
         members,
+        member_count: u32::try_from(member_count).unwrap_or(u32::MAX),
         call: gateway.calls.current(&record.id),
     })
 }

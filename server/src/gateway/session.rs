@@ -2,6 +2,7 @@
 //! person's rooms, send the welcome and resume each room, then answer requests until the
 //! connection closes, the token expires, or the server shuts down.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use triad_protocol::{
 };
 
 use super::Gateway;
-use super::requests::{Session, directory, room_info};
+use super::requests::{Session, room_info};
 use super::writer::Writer;
 use crate::auth::{Access, Verified, access_to};
 use crate::hub::{Outbox, Outgoing, SessionControl, TokenBucket, encode};
@@ -207,8 +208,8 @@ async fn start(
     let store = &gateway.store;
     let person_id = hello.verified.person.clone();
     let refuse = |code: ErrorCode, message: String| ServerFrame::error(hello.id, code, message);
-    let programme = match store.programme().await {
-        Ok(programme) => programme,
+    let snapshot = match gateway.programme.get().await {
+        Ok(snapshot) => snapshot,
         Err(err) => {
             send_frame(
                 &mut sink,
@@ -219,7 +220,7 @@ async fn start(
             return Err(sink);
         }
     };
-    let Some(person) = programme.people.iter().find(|p| p.id == person_id).cloned() else {
+    let Some(person) = snapshot.people.get(&person_id).cloned() else {
         let message = format!("{person_id} is not in the programme");
         send_frame(&mut sink, &refuse(ErrorCode::UnknownPerson, message)).await;
         close(&mut sink, CloseCode::AUTH_FAILED, "unknown person").await;
@@ -235,12 +236,32 @@ async fn start(
     );
     let mut rooms = HashMap::new();
     let mut order = Vec::new();
-    for record in programme.rooms {
-        let access = access_to(&record, &person_id);
-        if access != Access::None {
-            order.push(record.id.clone());
-            rooms.insert(record.id.clone(), (record, access));
+    for record in &snapshot.programme.rooms {
+        let mut access = access_to(record, &person_id);
+        if access == Access::None {
+            continue;
         }
+        // Whether this moderator has joined is read fresh, never from the snapshot.
+        let record = match access {
+            Access::Moderator { .. } => match store.room(&record.id).await {
+                Ok(Some(fresh)) => {
+                    access = access_to(&fresh, &person_id);
+                    Cow::Owned(fresh)
+                }
+                Ok(None) => continue,
+                Err(err) => {
+                    send_frame(&mut sink, &refuse(ErrorCode::StoreUnavailable, err.to_string())).await;
+                    close(&mut sink, CloseCode::SERVER_ERROR, "store unavailable").await;
+                    return Err(sink);
+                }
+            },
+            _ => Cow::Borrowed(record),
+        };
+        if access == Access::None {
+            continue;
+        }
+        order.push(record.id.clone());
+        rooms.insert(record.id.clone(), (record, access));
     }
     // Subscribe before reading room states: an event stored in between reaches the outbox
     // and the writer skips or fills as needed, so nothing falls between the two.
@@ -257,12 +278,12 @@ async fn start(
     gateway.hub.presence_changed(&person_id, change.is_some());
     gateway.store.settle_watches().await;
 
-    let people = directory(&programme.people);
+    let people = &snapshot.people;
     let mut infos = Vec::with_capacity(order.len());
     let mut tracks = Vec::new();
     for room in &order {
         let (record, access) = &rooms[room];
-        let info = match room_info(gateway, &people, record, *access, &person_id).await {
+        let info = match room_info(gateway, people, record, *access, &person_id).await {
             Ok(info) => info,
             Err(err) => {
                 let frame = refuse(ErrorCode::StoreUnavailable, err.to_string());

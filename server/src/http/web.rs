@@ -69,6 +69,9 @@ static ASSETS: &[Asset] = assets![
     "composer.js" => JS,
     "outbox.js" => JS,
     "time.js" => JS,
+    "credentials.js" => JS,
+    "coachings.js" => JS,
+    "pins.js" => JS,
 ];
 
 /// FNV-1a, 64 bits: enough to tell versions of a file apart.

@@ -48,6 +48,8 @@ pub struct Hub {
     link: OnceLock<SharedLink>,
     /// Presence on other nodes, and what was announced here.
     cluster: Mutex<ClusterView>,
+    /// Rooms too large for presence pushes (see [`triad_protocol::limits::MAX_LISTED_MEMBERS`]).
+    large_rooms: RwLock<std::collections::HashSet<RoomId>>,
 }
 
 impl Hub {
@@ -60,6 +62,7 @@ impl Hub {
             node: format!("{:016x}", rand::random::<u64>()),
             link: OnceLock::new(),
             cluster: Mutex::default(),
+            large_rooms: RwLock::default(),
         }
     }
 
@@ -257,8 +260,18 @@ impl Hub {
         self.announce(announcements);
     }
 
+    /// Sets the rooms too large for presence pushes: a person coming online is not
+    /// announced to everyone in the programme-wide room of a large programme.
+    pub fn set_large_rooms(&self, rooms: std::collections::HashSet<RoomId>) {
+        *self.large_rooms.write().unwrap_or_else(|e| e.into_inner()) = rooms;
+    }
+
     fn announce(&self, announcements: Vec<Announcement>) {
+        let large = self.large_rooms.read().unwrap_or_else(|e| e.into_inner());
         for (room, person, status) in announcements {
+            if large.contains(&room) {
+                continue;
+            }
             let frame = ServerFrame::push(ServerMessage::Presence {
                 room: room.clone(),
                 person,

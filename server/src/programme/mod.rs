@@ -3,6 +3,7 @@
 //! the [`Programme`](crate::store::Programme) the store keeps.
 
 pub mod admin;
+pub mod cache;
 pub mod model;
 pub mod pins;
 pub mod roster;

@@ -67,6 +67,16 @@ pub async fn rotate_key(store: &dyn Store, person: &PersonId) -> Result<String, 
     Ok(key)
 }
 
+/// Voids `person`'s feed key, if they have one (their access was withdrawn).
+pub async fn void_key(store: &dyn Store, person: &PersonId) -> Result<(), StoreError> {
+    let current: Docs<'_, String> = Docs::new(store, Collection::CalendarKeys);
+    if let Some(hash) = current.get(&current_key_doc(person)).await? {
+        current.delete(&hash).await?;
+        current.delete(&current_key_doc(person)).await?;
+    }
+    Ok(())
+}
+
 /// The person a feed key belongs to, if it is their current one.
 pub async fn key_owner(store: &dyn Store, key: &str) -> Result<Option<PersonId>, StoreError> {
     if key.is_empty() || key.len() > MAX_KEY_CHARS {

@@ -175,6 +175,14 @@ impl Change {
         session: &CoachingSession,
         now: Timestamp,
     ) -> Result<CoachingSession, ScheduleError> {
+        if self.title.is_none()
+            && self.agenda.is_none()
+            && self.start.is_none()
+            && self.duration_min.is_none()
+            && self.time_zone.is_none()
+        {
+            return Err(ScheduleError::Invalid("nothing to change".into()));
+        }
         let mut next = session.clone();
         let tz = zone(self.time_zone.as_deref().unwrap_or(&session.time_zone))?;
         next.time_zone = tz.name().to_owned();

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use super::{Collection, Expect, Store, StoreError};
 
 /// How often an update is retried when others keep changing the same document.
-const MAX_ATTEMPTS: usize = 16;
+const MAX_ATTEMPTS: u64 = 100;
 
 /// The documents of one collection, as `T`.
 pub struct Docs<'a, T> {
@@ -105,7 +105,12 @@ impl<'a, T: Serialize + DeserializeOwned> Docs<'a, T> {
         key: &str,
         mut change: impl FnMut(Option<T>) -> Result<(Option<T>, R), E>,
     ) -> Result<R, UpdateError<E>> {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                // Spread the writers that lost out, so they do not collide again.
+                let pause = rand::random_range(0..=attempt.min(20));
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
             let current = self.store.doc(self.collection, key).await?;
             let expect = match &current {
                 Some(json) => Expect::Value(json.clone()),

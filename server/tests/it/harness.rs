@@ -169,7 +169,7 @@ pub struct Raw {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
     /// Frames read while waiting for an answer, handed out by `frame` first.
-    pending: std::collections::VecDeque<ServerFrame>,
+    pub pending: std::collections::VecDeque<ServerFrame>,
 }
 
 /// How a raw read ended.

@@ -7,6 +7,7 @@ mod calls;
 mod chat;
 mod drain;
 mod harness;
+mod large;
 mod mail;
 mod pins;
 mod report;

@@ -126,7 +126,9 @@ async fn roster(
             format!("the roster leaves out {}, who is applying it", caller.0.id),
         ));
     }
-    let summary = admin::apply_roster(gateway.store.as_ref(), Some(&gateway.grants), &roster).await?;
+    let summary = admin::apply_roster(gateway.store.as_ref(), Some(&gateway.grants), &roster).await;
+    gateway.programme.invalidate();
+    let summary = summary?;
     tracing::info!(by = %caller.0.id, people = summary.people, trios = summary.trios, removed = summary.removed.len(), "roster applied");
     Ok(Json(summary))
 }
@@ -163,7 +165,12 @@ async fn invite(
         Some(hours) => Some(Duration::from_secs(hours * 3600)),
         None => None,
     };
-    let invitation = gateway.grants.invite(&body.person, &caller.0.id, ttl).await?;
+    let invitation = match gateway.grants.invite(&body.person, &caller.0.id, ttl).await {
+        Err(crate::auth::GrantError::UnknownPerson(person)) => {
+            return Err(ApiError::not_found(format!("no person {person} in the programme")));
+        }
+        other => other?,
+    };
     let url = format!(
         "{}/#invite={}",
         gateway.settings.public_url.trim_end_matches('/'),
