@@ -104,10 +104,13 @@ async function main() {
   }
 
   const status = byId('connection-status');
+  /** How many times this page was signed in on a websocket (for the tests). */
+  let welcomes = 0;
   /** @type {Connection} */
   const connection = new Connection(socketUrl(), token, {
     resumePoints: () => book.resumePoints(),
     onWelcome: (welcome) => {
+      welcomes += 1;
       credentials.expiresAtIs(welcome.token_expires_at);
       book.welcome(welcome);
       byId('signed-in-as').textContent = `Signed in as ${welcome.person.name}`;
@@ -130,8 +133,9 @@ async function main() {
         status.replaceChildren();
         calls.stop('');
         if (code === REVOKED) {
+          const why = reason ?? 'Your access was withdrawn.';
           showSignedOut(
-            `${reason ?? 'Your access was withdrawn.'} Ask the coordinator if you think this is a mistake.`,
+            `${why} Ask the coordinator if you think this is a mistake.`,
             'Your access was withdrawn',
           );
         } else if (code === undefined) {
@@ -459,6 +463,9 @@ async function main() {
       },
       get accessToken() {
         return credentials.access;
+      },
+      get welcomes() {
+        return welcomes;
       },
       call: {
         stats: () => calls.stats(),

@@ -98,7 +98,9 @@ async function call(method, path, { token, body } = {}) {
   if (!response.ok) {
     const code = typeof answer?.code === 'string' ? answer.code : 'internal';
     const message =
-      typeof answer?.message === 'string' ? answer.message : `the server answered ${response.status}`;
+      typeof answer?.message === 'string'
+        ? answer.message
+        : `the server answered ${response.status}`;
     throw new ApiError(code, message, response.status);
   }
   return answer;
@@ -131,7 +133,10 @@ export class Credentials {
     this.renewTimer = undefined;
     /** Told each new access token. @type {Set<(token: string) => void>} */
     this.listeners = new Set();
-    /** Told when the sign-in cannot go on (with why, for people). @type {(reason: string) => void} */
+    /**
+     * Told when the sign-in cannot go on (with why, for people).
+     * @type {(reason: string) => void}
+     */
     this.onEnded = () => {};
   }
 
@@ -166,7 +171,10 @@ export class Credentials {
         if (err instanceof ApiError && err.code === 'network') {
           // The link is still good: put it back, so reloading the page tries again.
           history.replaceState(null, '', `#invite=${encodeURIComponent(link.invite)}`);
-          throw new ApiError('network', 'Triad could not be reached to sign you in. Check the connection, then reload the page.');
+          throw new ApiError(
+            'network',
+            'Triad could not be reached to sign you in. Check the connection, then reload the page.',
+          );
         }
         throw err;
       }
@@ -205,12 +213,15 @@ export class Credentials {
   }
 
   /**
-   * The server said when the access token expires (`welcome.token_expires_at`).
+   * The server said until when the session's token holds (`welcome.token_expires_at`, which
+   * may include the server's clock leeway): renew by the earlier of that and what sign-in
+   * said.
    * @param {number} expiresAt
    */
   expiresAtIs(expiresAt) {
     if (!expiresAt) return;
-    this.expiresAt = expiresAt;
+    this.expiresAt =
+      this.renewable && this.expiresAt > 0 ? Math.min(this.expiresAt, expiresAt) : expiresAt;
     sessionStorage.setItem(EXPIRES_KEY, String(expiresAt));
     this.schedule();
   }

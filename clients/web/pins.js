@@ -29,7 +29,10 @@ export class PinBoard {
     this.list = /** @type {HTMLElement} */ (section.querySelector('#pin-list'));
     this.empty = /** @type {HTMLElement} */ (section.querySelector('#pin-empty'));
     this.problem = /** @type {HTMLElement} */ (section.querySelector('#pin-problem'));
-    /** Pins per room, by seq; a room is here once its pins were read. @type {Map<string, Map<number, Pin>>} */
+    /**
+     * Pins per room, by seq; a room is here once its pins were read.
+     * @type {Map<string, Map<number, Pin>>}
+     */
     this.pins = new Map();
     /** Rooms whose pins are being read. @type {Set<string>} */
     this.loading = new Set();
@@ -187,7 +190,8 @@ export class PinBoard {
     meta.append(`Pinned by ${this.book.name(pin.pinned_by)}.`);
     const unpin = el('button', 'link-button pin-remove', 'Unpin');
     unpin.type = 'button';
-    const about = excerpt ? `“${excerpt.slice(0, 60)}${excerpt.length > 60 ? '…' : ''}”` : 'the message';
+    const short = excerpt.length > 60 ? `${excerpt.slice(0, 60)}…` : excerpt;
+    const about = excerpt ? `“${short}”` : 'the message';
     unpin.setAttribute('aria-label', `Unpin ${about}`);
     unpin.addEventListener('click', () => void this.toggle(room, pin.seq));
     meta.append(' ', unpin);

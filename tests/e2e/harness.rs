@@ -200,7 +200,16 @@ pub async fn room_events(events: &mut Events, room: &str, count: usize) -> Vec<R
 
 /// Reads events until `wanted` matches one.
 pub async fn wait_for(events: &mut Events, wanted: impl Fn(&ClientEvent) -> bool) -> ClientEvent {
-    tokio::time::timeout(Duration::from_secs(20), async {
+    wait_within(events, Duration::from_secs(20), wanted).await
+}
+
+/// Reads events until `wanted` matches one, for at most `limit`.
+pub async fn wait_within(
+    events: &mut Events,
+    limit: Duration,
+    wanted: impl Fn(&ClientEvent) -> bool,
+) -> ClientEvent {
+    tokio::time::timeout(limit, async {
         loop {
             match events.next().await {
                 Some(event) if wanted(&event) => return event,
@@ -210,5 +219,5 @@ pub async fn wait_for(events: &mut Events, wanted: impl Fn(&ClientEvent) -> bool
         }
     })
     .await
-    .expect("the awaited event did not come within 20 s")
+    .unwrap_or_else(|_| panic!("the awaited event did not come within {limit:?}"))
 }

@@ -17,7 +17,7 @@ use triad_client::{Client, ClientConfig, ClientEvent, Events};
 use triad_protocol::{CoachingChange, CoachingSession, RoomId};
 
 use crate::api::{Response, call};
-use crate::harness::{Node, SECRET, program, wait_for};
+use crate::harness::{Node, SECRET, program, wait_for, wait_within};
 
 const REGIONS: [(&str, &str, &str); 3] = [
     ("vejle", "Vejle, Denmark", "Europe/Copenhagen"),
@@ -123,7 +123,8 @@ async fn connect(node: &Node, access_token: &str) -> (Client, Events) {
 
 /// Waits for a `coaching` push of `change`; the session.
 async fn coaching(events: &mut Events, change: CoachingChange) -> CoachingSession {
-    let event = wait_for(events, |event| {
+    // A session's start may be some seconds away.
+    let event = wait_within(events, Duration::from_secs(60), |event| {
         matches!(event, ClientEvent::Coaching { change: c, .. } if *c == change)
     })
     .await;
@@ -412,8 +413,8 @@ async fn a_programme_from_roster_to_cycle_report() {
     assert_eq!(property(&event, "SEQUENCE").1, "2");
     assert_eq!(property(&event, "STATUS").1, "CANCELLED");
 
-    // A session starting in 20 s: the ten-minute reminder comes at once, then the start.
-    let soon = Utc::now() + chrono::Duration::seconds(20);
+    // A session starting in 15 s: the ten-minute reminder comes at once, then the start.
+    let soon = Utc::now() + chrono::Duration::seconds(15);
     let booking = json!({
         "room": "trio-1",
         "title": "Check-in",
