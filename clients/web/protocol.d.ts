@@ -266,7 +266,19 @@ seq: number, } | { "type": "pins",
 /**
  * The room.
  */
-room: RoomId, });
+room: RoomId, } | { "type": "members",
+/**
+ * The room.
+ */
+room: RoomId,
+/**
+ * People with an id after this one.
+ */
+after?: PersonId | null,
+/**
+ * The page size, at most [`crate::limits::MAX_PAGE_SIZE`].
+ */
+limit?: number | null, });
 
 /**
  * The id a client gives a message it sends, so a retried send is stored once.
@@ -688,7 +700,19 @@ seq: number, } | { "type": "pins",
 /**
  * The room.
  */
-room: RoomId, };
+room: RoomId, } | { "type": "members",
+/**
+ * The room.
+ */
+room: RoomId,
+/**
+ * People with an id after this one.
+ */
+after?: PersonId | null,
+/**
+ * The page size, at most [`crate::limits::MAX_PAGE_SIZE`].
+ */
+limit?: number | null, };
 
 /**
  * Where a client is in a room: the last sequence number it holds, in an epoch.
@@ -790,8 +814,15 @@ last_ts?: number | null,
 joined: boolean,
 /**
  * The people of the room, with their presence (moderators who have joined included).
+ * For a room of more than [`crate::limits::MAX_LISTED_MEMBERS`] people, only those
+ * online or away (at most that many); `members` pages through everyone, and presence
+ * changes in such a room are not pushed.
  */
 members: Array<MemberInfo>,
+/**
+ * How many people the room has.
+ */
+member_count: number,
 /**
  * The room's call in progress, if any (later changes come as `call_state`).
  */
@@ -949,7 +980,19 @@ room: RoomId,
 /**
  * Its pins, in message order.
  */
-pins: Array<Pin>, });
+pins: Array<Pin>, } | { "type": "members",
+/**
+ * The room.
+ */
+room: RoomId,
+/**
+ * The people, with their presence now.
+ */
+members: Array<MemberInfo>,
+/**
+ * Whether more people follow the last one.
+ */
+has_more: boolean, });
 
 /**
  * A message from the server. Tagged by `type`.
@@ -1094,7 +1137,19 @@ room: RoomId,
 /**
  * Its pins, in message order.
  */
-pins: Array<Pin>, };
+pins: Array<Pin>, } | { "type": "members",
+/**
+ * The room.
+ */
+room: RoomId,
+/**
+ * The people, with their presence now.
+ */
+members: Array<MemberInfo>,
+/**
+ * Whether more people follow the last one.
+ */
+has_more: boolean, };
 
 /**
  * One websocket session (a browser tab or a device), assigned by the server.

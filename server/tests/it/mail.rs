@@ -229,3 +229,45 @@ async fn offline_people_get_one_digest_of_their_unread_messages() {
     // Anna was online all along.
     assert!(sink.mails_to("anna@example.org").is_empty());
 }
+
+#[tokio::test]
+async fn bookings_and_cancellations_are_mailed_to_the_trio() {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let mut server = TestServer::start_with(|config| config.smtp_url = Some(url)).await;
+    server.shutdown().await;
+    {
+        let store = open_when_released(&server.config.store_path()).await;
+        write_prefs(
+            &store,
+            &[
+                ("anna.jensen", prefs("anna@example.org")),
+                ("marco.rossi", prefs("marco@example.org")),
+            ],
+        )
+        .await;
+    }
+    let server = server.restart().await;
+    let moderator = server.token("sara.moderator");
+    let day = (chrono::Utc::now() + chrono::Duration::days(3)).format("%Y-%m-%d");
+    let booking = format!(
+        r#"{{"room":"trio-1","title":"Visit follow-up","start":"{day}T10:00","duration_min":45,"time_zone":"Europe/Rome"}}"#
+    );
+    let (status, _, body) = http(server.addr, "POST", "/api/coachings", Some(&moderator), Some(&booking)).await;
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let booked = sink.wait_for("marco@example.org", 1).await;
+    let subject = booked[0].header("Subject").unwrap_or_default();
+    assert!(subject.contains("booked") && subject.contains("Visit follow-up"), "{subject}");
+    assert!(booked[0].text().contains("10:00"), "{}", booked[0].text());
+
+    let path = format!("/api/coachings/{id}/cancel");
+    let (status, _, body) = http(server.addr, "POST", &path, Some(&moderator), None).await;
+    assert_eq!(status, 200, "{body}");
+    let mails = sink.wait_for("anna@example.org", 2).await;
+    let subject = mails[1].header("Subject").unwrap_or_default();
+    assert!(subject.to_lowercase().contains("cancelled"), "{subject}");
+}

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use triad_protocol::{CoachingId, CoachingSession, RoomId};
+use triad_protocol::{CoachingChange, CoachingId, CoachingSession, RoomId};
 
 use super::{ApiError, ApiResult, Body, Caller};
 use crate::gateway::Gateway;
@@ -91,6 +91,7 @@ async fn book(
     Body(booking): Body<Booking>,
 ) -> ApiResult<(StatusCode, Json<CoachingSession>)> {
     let session = gateway.schedule.book(&caller.0, booking).await?;
+    mail_members(&gateway, &session, CoachingChange::Booked);
     Ok((StatusCode::CREATED, Json(session)))
 }
 
@@ -102,7 +103,9 @@ async fn change(
     Body(change): Body<Change>,
 ) -> ApiResult<Json<CoachingSession>> {
     let id = parse_id(&id)?;
-    Ok(Json(gateway.schedule.change(&caller.0, &id, change).await?))
+    let session = gateway.schedule.change(&caller.0, &id, change).await?;
+    mail_members(&gateway, &session, CoachingChange::Moved);
+    Ok(Json(session))
 }
 
 /// `POST /api/coachings/{id}/cancel`: cancels a session.
@@ -112,5 +115,31 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> ApiResult<Json<CoachingSession>> {
     let id = parse_id(&id)?;
-    Ok(Json(gateway.schedule.cancel(&caller.0, &id).await?))
+    let session = gateway.schedule.cancel(&caller.0, &id).await?;
+    mail_members(&gateway, &session, CoachingChange::Cancelled);
+    Ok(Json(session))
+}
+
+/// E-mails the session's people about a booking, move or cancellation (those who want
+/// e-mail), after the answer: the change is made whether or not the mail goes out.
+fn mail_members(gateway: &Arc<Gateway>, session: &CoachingSession, change: CoachingChange) {
+    if !gateway.mailer.enabled() {
+        return;
+    }
+    let gateway = gateway.clone();
+    let session = session.clone();
+    tokio::spawn(async move {
+        let store = gateway.store.as_ref();
+        let Ok(Some(room)) = store.room(&session.room).await else {
+            return;
+        };
+        for person in crate::schedule::audience(&room) {
+            let Ok(Some(info)) = store.person(&person).await else {
+                continue;
+            };
+            if let Err(err) = gateway.mailer.reminder(&info, &session, &room.title, change).await {
+                tracing::warn!(%person, error = %err, "a coaching e-mail was not sent");
+            }
+        }
+    });
 }
