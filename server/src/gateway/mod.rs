@@ -160,8 +160,11 @@ pub async fn upgrade(
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
     let tracker = gateway.sessions.clone();
+    // Chat frames are a few hundred bytes: a 4 KiB read buffer holds many of them, and
+    // is allocated up front for every connection (a larger frame is read in several
+    // chunks).
     ws.protocols([PROTOCOL_VERSION])
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(4 * 1024)
         .write_buffer_size(8 * 1024)
         .max_write_buffer_size(limits::MAX_FRAME_BYTES * 16)
         .max_frame_size(limits::MAX_FRAME_BYTES)

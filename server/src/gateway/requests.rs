@@ -185,7 +185,9 @@ impl Session {
             let refusal = Refusal::new(ErrorCode::RateLimited, "too many requests; slow down");
             return self.reply(frame.id, Err(refusal));
         }
-        let reply = self.handle(frame.request).await;
+        // Boxed: the largest request's state is held only while it is answered, not for
+        // the life of every idle session.
+        let reply = Box::pin(self.handle(frame.request)).await;
         self.reply(frame.id, reply);
     }
 

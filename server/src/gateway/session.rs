@@ -34,14 +34,16 @@ struct Hello {
 pub async fn run(gateway: Arc<Gateway>, socket: WebSocket) {
     let _connection = crate::metrics::connection_opened();
     let (mut sink, mut stream) = socket.split();
-    let Some(hello) = wait_hello(&gateway, &mut sink, &mut stream).await else {
+    // The sign-in and the start of a session are boxed: they run once, and a session's
+    // task then keeps only the small state of its read loop for its whole life.
+    let Some(hello) = Box::pin(wait_hello(&gateway, &mut sink, &mut stream)).await else {
         return;
     };
     let key = gateway.next_key();
     // The session id as the client sees it in its welcome; never a message body.
     let span = tracing::info_span!("session", session = %format_args!("s{key}"), person = %hello.verified.person);
     async move {
-        match start(&gateway, key, hello, sink).await {
+        match Box::pin(start(&gateway, key, hello, sink)).await {
             Ok((session, writer)) => {
                 tracing::info!("session started");
                 session.serve(stream).await;
