@@ -51,7 +51,7 @@ export type CallChangeKind = "started" | "joined" | "rejoined" | "reconnecting" 
 /**
  * Why a call ended.
  */
-export type CallEndReason = "ended" | "empty";
+export type CallEndReason = "ended" | "empty" | "server_lost";
 
 /**
  * A call, assigned by the server when the call starts.
@@ -242,7 +242,31 @@ signal: Signal, } | { "type": "ice_servers",
 /**
  * The call they are for.
  */
-call: CallId, });
+call: CallId, } | { "type": "coachings",
+/**
+ * Only this room's.
+ */
+room?: RoomId | null, } | { "type": "pin",
+/**
+ * The room.
+ */
+room: RoomId,
+/**
+ * The message.
+ */
+seq: number, } | { "type": "unpin",
+/**
+ * The room.
+ */
+room: RoomId,
+/**
+ * The message.
+ */
+seq: number, } | { "type": "pins",
+/**
+ * The room.
+ */
+room: RoomId, });
 
 /**
  * The id a client gives a message it sends, so a retried send is stored once.
@@ -257,9 +281,73 @@ export type ClientMsgId = string;
 export type CloseCode = number;
 
 /**
+ * Why a session's members are told about it.
+ */
+export type CoachingChange = "booked" | "moved" | "cancelled" | "reminder_day" | "reminder_soon" | "started";
+
+/**
+ * A scheduled coaching session, assigned by the server (`cs-<hex>`).
+ */
+export type CoachingId = string;
+
+/**
+ * A scheduled coaching session.
+ */
+export type CoachingSession = {
+/**
+ * The session.
+ */
+id: CoachingId,
+/**
+ * The room it is for (a trio room or the commons).
+ */
+room: RoomId,
+/**
+ * Its title.
+ */
+title: string,
+/**
+ * What it is about (may be empty).
+ */
+agenda: string,
+/**
+ * When it starts, milliseconds since the Unix epoch (UTC).
+ */
+start: number,
+/**
+ * How long it lasts, in minutes.
+ */
+duration_min: number,
+/**
+ * The IANA time zone it was booked in, e.g. `Europe/Rome`.
+ */
+time_zone: string,
+/**
+ * Scheduled or cancelled.
+ */
+status: CoachingStatus,
+/**
+ * 0 when booked, raised by each move or cancellation.
+ */
+sequence: number,
+/**
+ * Who booked it.
+ */
+booked_by: PersonId,
+/**
+ * When it was last changed.
+ */
+updated_at: number, };
+
+/**
+ * Whether a session will take place.
+ */
+export type CoachingStatus = "scheduled" | "cancelled";
+
+/**
  * Why a request failed. Serialized as a snake_case string, e.g. `"not_a_member"`.
  */
-export type ErrorCode = "bad_json" | "unknown_type" | "invalid_request" | "binary_frame" | "not_authenticated" | "already_authenticated" | "token_expired" | "token_invalid" | "unknown_person" | "unknown_room" | "not_a_member" | "join_required" | "forbidden" | "body_too_long" | "empty_body" | "bad_client_msg_id" | "rate_limited" | "page_too_large" | "store_unavailable" | "internal" | "no_call" | "not_in_call" | "call_full" | "already_in_call" | "signal_too_large";
+export type ErrorCode = "bad_json" | "unknown_type" | "invalid_request" | "binary_frame" | "not_authenticated" | "already_authenticated" | "token_expired" | "token_invalid" | "unknown_person" | "unknown_room" | "not_a_member" | "join_required" | "forbidden" | "body_too_long" | "empty_body" | "bad_client_msg_id" | "rate_limited" | "page_too_large" | "store_unavailable" | "internal" | "no_call" | "not_in_call" | "call_full" | "already_in_call" | "signal_too_large" | "coaching_in_past" | "coaching_overlap" | "unknown_time_zone" | "no_coaching" | "coaching_cancelled" | "no_message" | "invitation_invalid" | "invitation_used" | "invitation_expired" | "token_revoked" | "roster_invalid" | "not_found" | "conflict";
 
 /**
  * What happened in a room event. Tagged by `kind`.
@@ -432,6 +520,27 @@ school: string,
 time_zone: string, };
 
 /**
+ * A message pinned as key learning.
+ */
+export type Pin = {
+/**
+ * The room.
+ */
+room: RoomId,
+/**
+ * The pinned message.
+ */
+seq: number,
+/**
+ * Who pinned it.
+ */
+pinned_by: PersonId,
+/**
+ * When.
+ */
+pinned_at: number, };
+
+/**
  * A person's presence.
  */
 export type PresenceStatus = "online" | "away" | "offline";
@@ -555,7 +664,31 @@ signal: Signal, } | { "type": "ice_servers",
 /**
  * The call they are for.
  */
-call: CallId, };
+call: CallId, } | { "type": "coachings",
+/**
+ * Only this room's.
+ */
+room?: RoomId | null, } | { "type": "pin",
+/**
+ * The room.
+ */
+room: RoomId,
+/**
+ * The message.
+ */
+seq: number, } | { "type": "unpin",
+/**
+ * The room.
+ */
+room: RoomId,
+/**
+ * The message.
+ */
+seq: number, } | { "type": "pins",
+/**
+ * The room.
+ */
+room: RoomId, };
 
 /**
  * Where a client is in a room: the last sequence number it holds, in an epoch.
@@ -784,7 +917,39 @@ reason: CallEndReason,
 /**
  * Who ended it, for `ended`.
  */
-ended_by?: PersonId | null, } | { "type": "ice_servers" } & IceServers);
+ended_by?: PersonId | null, } | { "type": "ice_servers" } & IceServers | { "type": "coaching",
+/**
+ * What happened.
+ */
+change: CoachingChange,
+/**
+ * The session as it is now.
+ */
+coaching: CoachingSession,
+/**
+ * For `moved`: where it started before.
+ */
+previous_start?: number | null, } | { "type": "coachings",
+/**
+ * Sessions that have not ended, soonest first.
+ */
+coachings: Array<CoachingSession>, } | { "type": "pinned",
+/**
+ * The pin.
+ */
+pin: Pin,
+/**
+ * True when pinned, false when the pin was taken away.
+ */
+pinned: boolean, } | { "type": "pins",
+/**
+ * The room.
+ */
+room: RoomId,
+/**
+ * Its pins, in message order.
+ */
+pins: Array<Pin>, });
 
 /**
  * A message from the server. Tagged by `type`.
@@ -897,7 +1062,39 @@ reason: CallEndReason,
 /**
  * Who ended it, for `ended`.
  */
-ended_by?: PersonId | null, } | { "type": "ice_servers" } & IceServers;
+ended_by?: PersonId | null, } | { "type": "ice_servers" } & IceServers | { "type": "coaching",
+/**
+ * What happened.
+ */
+change: CoachingChange,
+/**
+ * The session as it is now.
+ */
+coaching: CoachingSession,
+/**
+ * For `moved`: where it started before.
+ */
+previous_start?: number | null, } | { "type": "coachings",
+/**
+ * Sessions that have not ended, soonest first.
+ */
+coachings: Array<CoachingSession>, } | { "type": "pinned",
+/**
+ * The pin.
+ */
+pin: Pin,
+/**
+ * True when pinned, false when the pin was taken away.
+ */
+pinned: boolean, } | { "type": "pins",
+/**
+ * The room.
+ */
+room: RoomId,
+/**
+ * Its pins, in message order.
+ */
+pins: Array<Pin>, };
 
 /**
  * One websocket session (a browser tab or a device), assigned by the server.

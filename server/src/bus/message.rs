@@ -75,7 +75,7 @@ pub enum BusMessage {
         /// The node it is for; `None` for every node.
         to: Option<NodeId>,
         /// What it says.
-        message: CallMessage,
+        message: Box<CallMessage>,
     },
     /// The sending node is shutting down: forget its presence, end the calls it held.
     Gone {

@@ -68,3 +68,41 @@ pub enum CallMessage {
         state: Option<CallState>,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use triad_protocol::{ErrorCode, Signal};
+
+    use super::*;
+
+    fn roundtrip(message: &CallMessage) -> CallMessage {
+        serde_json::from_str(&serde_json::to_string(message).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn requests_and_replies_survive_the_bus() {
+        let request = CallMessage::Request {
+            id: 7,
+            key: 3,
+            person: PersonId::new("sara.moderator").unwrap(),
+            room: RoomId::new("trio-1").unwrap(),
+            access: Access::Moderator { joined: true },
+            request: Request::CallSignal {
+                call: CallId("c-1".into()),
+                to: triad_protocol::SessionId("s1".into()),
+                signal: Signal::Answer { sdp: "v=0\r\n".into() },
+            },
+        };
+        assert_eq!(roundtrip(&request), request);
+        let refused = CallMessage::Reply {
+            id: 7,
+            reply: Err(CallError::new(ErrorCode::NotInCall, "not in call c-1")),
+        };
+        assert_eq!(roundtrip(&refused), refused);
+        let answered = CallMessage::Reply {
+            id: 8,
+            reply: Ok(ServerMessage::Ok),
+        };
+        assert_eq!(roundtrip(&answered), answered);
+    }
+}

@@ -126,7 +126,7 @@ impl Hub {
         self.publish(BusMessage::Call {
             origin: self.node.clone(),
             to: to.map(str::to_owned),
-            message,
+            message: Box::new(message),
         });
     }
 
@@ -396,7 +396,7 @@ impl Hub {
                     return;
                 }
                 if let Some(peer) = self.calls.get().and_then(Weak::upgrade) {
-                    peer.receive(&origin, message);
+                    peer.receive(&origin, *message);
                 }
             }
             BusMessage::Gone { origin } => {
