@@ -254,3 +254,22 @@ async fn call_agents_on_two_nodes_connect_with_webrtc() {
         .unwrap();
     anna.leave().await;
 }
+
+#[tokio::test]
+async fn a_call_left_by_a_killed_node_does_not_hold_its_room() {
+    let redis = redis().await;
+    Node::import_into(&redis.url).await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = Node::start_on(&redis.url, dirs[0].path()).await;
+    let (anna, _anna_events) = connect(&a, "anna.jensen").await;
+    let old = anna.call_start(&trio()).await.unwrap().call.id;
+    a.kill().await;
+
+    // A node started afterwards never heard of the killed one; the room's call is free.
+    let b = Node::start_on(&redis.url, dirs[1].path()).await;
+    let (marco, _marco_events) = connect(&b, "marco.rossi").await;
+    let started = marco.call_start(&trio()).await.unwrap();
+    assert_ne!(started.call.id, old);
+    assert_eq!(people(&started.call), ["marco.rossi"]);
+    drop(b);
+}

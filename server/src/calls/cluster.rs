@@ -81,6 +81,9 @@ pub struct Cluster {
     away: Mutex<HashMap<SessionKey, NodeId>>,
     /// Calls that ended here whose owner entry is not deleted yet.
     retired: Mutex<HashSet<CallId>>,
+    /// Nodes never heard of that did not answer a forwarded request (say, the node of a
+    /// previous process, before this node has listened for a whole expiry period).
+    silent: Mutex<HashSet<NodeId>>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -141,37 +144,61 @@ impl Calls {
         if !self.hub.is_linked() {
             return self.serve(&caller, request, access, None);
         }
-        let (node, room) = if let Request::CallStart { room } = &request {
+        if let Request::CallStart { room } = &request {
             check_access(room, access(room))?;
-            match self.claim(room).await? {
-                Claim::Here(id) => return self.serve(&caller, request, access, Some(id)),
-                Claim::There(node) => (node, room.clone()),
+            // Twice at most: a node never heard of that does not answer is taken for gone.
+            for _ in 0..2 {
+                let node = match self.claim(room).await? {
+                    Claim::Here(id) => return self.serve(&caller, request, access, Some(id)),
+                    Claim::There(node) => node,
+                };
+                self.check_free(&caller)?;
+                let forwarded = request.clone();
+                let reply = self
+                    .forward(&node, outbox, room.clone(), access(room), forwarded)
+                    .await;
+                if reply.is_ok() || self.alive(&node) {
+                    return reply;
+                }
             }
-        } else {
-            let Some(call) = call_of(&request) else {
-                return self.serve(&caller, request, access, None);
-            };
-            if self.find(call).is_ok() {
-                return self.serve(&caller, request, access, None);
-            }
-            self.owner_of(call)
-                .await?
-                .ok_or_else(|| CallError::no_call(call))?
+            return Err(unavailable(
+                "the call of this room is unreachable; try again",
+            ));
+        }
+        let Some(call) = call_of(&request) else {
+            return self.serve(&caller, request, access, None);
         };
-        if matches!(
-            request,
-            Request::CallStart { .. } | Request::CallJoin { .. }
-        ) {
-            let book = self.book.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(other) = book.by_session.get(&caller.addr) {
-                return Err(CallError::new(
-                    ErrorCode::AlreadyInCall,
-                    format!("this session is in call {}; leave it first", other.id),
-                ));
-            }
+        if self.find(call).is_ok() {
+            return self.serve(&caller, request, access, None);
+        }
+        let (node, room) = self
+            .owner_of(call)
+            .await?
+            .ok_or_else(|| CallError::no_call(call))?;
+        if matches!(request, Request::CallJoin { .. }) {
+            self.check_free(&caller)?;
         }
         let access = access(&room);
         self.forward(&node, outbox, room, access, request).await
+    }
+
+    /// Refuses a session already in a call held here from joining one held elsewhere.
+    fn check_free(&self, caller: &Caller) -> Result<(), CallError> {
+        let book = self.book.read().unwrap_or_else(|e| e.into_inner());
+        match book.by_session.get(&caller.addr) {
+            Some(other) => Err(CallError::new(
+                ErrorCode::AlreadyInCall,
+                format!("this session is in call {}; leave it first", other.id),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether another node may hold calls: alive as far as the hub can tell, and not a
+    /// node never heard of that left a forwarded request unanswered.
+    fn alive(&self, node: &str) -> bool {
+        self.hub.node_alive(node)
+            && (self.hub.knows_node(node) || !locked(&self.cluster.silent).contains(node))
     }
 
     /// Decides where the room's call is held, claiming it for this node if no live node
@@ -195,7 +222,7 @@ impl Calls {
                 if owner.node == here && !retired {
                     return Ok(Claim::Here(owner.call.clone()));
                 }
-                if owner.node != here && self.hub.node_alive(&owner.node) {
+                if owner.node != here && self.alive(&owner.node) {
                     return Ok(Claim::There(owner.node.clone()));
                 }
             }
@@ -251,7 +278,7 @@ impl Calls {
                 })
             }
         };
-        Ok(found.filter(|(node, _)| node != self.hub.node() && self.hub.node_alive(node)))
+        Ok(found.filter(|(node, _)| node != self.hub.node() && self.alive(node)))
     }
 
     /// Sends a request to the node holding its call and waits for the answer.
@@ -283,6 +310,9 @@ impl Calls {
             )),
             Err(_) => {
                 locked(&self.cluster.pending).remove(&id);
+                if !self.hub.knows_node(node) {
+                    locked(&self.cluster.silent).insert(node.to_string());
+                }
                 Err(unavailable(
                     "the server holding this call did not answer in time; try again",
                 ))

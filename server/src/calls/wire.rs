@@ -90,7 +90,9 @@ mod tests {
             request: Request::CallSignal {
                 call: CallId("c-1".into()),
                 to: triad_protocol::SessionId("s1".into()),
-                signal: Signal::Answer { sdp: "v=0\r\n".into() },
+                signal: Signal::Answer {
+                    sdp: "v=0\r\n".into(),
+                },
             },
         };
         assert_eq!(roundtrip(&request), request);

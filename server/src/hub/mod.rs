@@ -145,6 +145,11 @@ impl Hub {
         !view.departed(node) && self.started.elapsed() < listening
     }
 
+    /// Whether a node has been heard from and has not expired or left since.
+    pub fn knows_node(&self, node: &str) -> bool {
+        self.view().knows(node)
+    }
+
     fn nodes_lost(&self, nodes: &[NodeId]) {
         if nodes.is_empty() {
             return;
