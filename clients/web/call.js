@@ -182,7 +182,13 @@ export class CallView {
       case 'call_ended':
         if (this.calls.get(frame.room)?.id === frame.call) this.calls.delete(frame.room);
         if (this.active?.id === frame.call) {
-          this.stop(frame.reason === 'ended' ? 'The call was ended.' : '');
+          this.stop(
+            frame.reason === 'ended'
+              ? 'The call was ended.'
+              : frame.reason === 'server_lost'
+                ? 'The call was interrupted by a server restart; start it again.'
+                : '',
+          );
         }
         this.render();
         return true;

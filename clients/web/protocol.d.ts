@@ -51,7 +51,7 @@ export type CallChangeKind = "started" | "joined" | "rejoined" | "reconnecting" 
 /**
  * Why a call ended.
  */
-export type CallEndReason = "ended" | "empty";
+export type CallEndReason = "ended" | "empty" | "server_lost";
 
 /**
  * A call, assigned by the server when the call starts.

@@ -195,4 +195,7 @@ pub enum CallEndReason {
     Ended,
     /// The last participant left or was removed.
     Empty,
+    /// The server that held the call stopped (with several servers, the one where it
+    /// started); start the call again.
+    ServerLost,
 }

@@ -4,6 +4,7 @@
 mod api;
 mod backup;
 mod balancer;
+mod calls;
 mod cluster;
 mod demo;
 mod deploy;

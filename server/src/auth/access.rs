@@ -2,12 +2,14 @@
 //! commons; moderators and coordinators are members of the staff room. An assigned
 //! moderator is in a trio room only after joining it, visibly.
 
+use serde::{Deserialize, Serialize};
 use triad_protocol::{ErrorCode, PersonId};
 
 use crate::store::RoomRecord;
 
-/// A person's standing in one room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A person's standing in one room. Serialized for call requests forwarded between nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Access {
     /// Always in the room: may read, send, type and mark read.
     Member,

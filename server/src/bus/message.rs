@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use triad_protocol::{PersonId, PresenceStatus, RoomId};
 
+use crate::calls::wire::CallMessage;
+
 /// A node's id, random per process start.
 pub type NodeId = String;
 
@@ -66,7 +68,16 @@ pub enum BusMessage {
         /// The close reason.
         reason: String,
     },
-    /// The sending node is shutting down: forget its presence.
+    /// About calls (see [`crate::calls::wire`]): for one node (`to`), or for every node.
+    Call {
+        /// The sending node.
+        origin: NodeId,
+        /// The node it is for; `None` for every node.
+        to: Option<NodeId>,
+        /// What it says.
+        message: Box<CallMessage>,
+    },
+    /// The sending node is shutting down: forget its presence, end the calls it held.
     Gone {
         /// The sending node.
         origin: NodeId,
@@ -82,6 +93,7 @@ impl BusMessage {
             | Self::Presence { origin, .. }
             | Self::Revoke { origin, .. }
             | Self::Heartbeat { origin, .. }
+            | Self::Call { origin, .. }
             | Self::Gone { origin } => origin,
         }
     }

@@ -84,6 +84,7 @@ impl RedisLink {
             dropped: AtomicU64::new(0),
         });
         hub.link_with(link.clone());
+        hub.expire_after(timing.expiry);
         tokio::spawn(publish(publisher, rx, stop.clone(), hub.gone()));
         tokio::spawn(subscribe(client, Arc::downgrade(hub), stop.clone()));
         tokio::spawn(heartbeat(Arc::downgrade(hub), link.clone(), timing, stop));

@@ -8,16 +8,28 @@
 //! any room broadcast) while the call's lock is held, so everyone sees the changes of a
 //! call in the order they happened; its record is queued for the store the same way.
 //!
-//! Calls are per node for now: a participant's outbox is registered in its call when it
-//! joins, and [`relay::deliver`] hands a frame to it.
+//! **Several nodes.** A call lives on one node, the one where it started: its state, its
+//! lock, its grace timers and its records are there, and the room's entry in the store's
+//! [`crate::store::Collection::CallOwners`] names that node (written with compare-and-set, so
+//! two nodes never start two calls in one room). A participant is a session of that node
+//! (its outbox) or of another node ([`state::SessionAddr::Remote`]); [`relay::deliver`]
+//! hands a frame to either, the second over the bus. A call request from a session whose
+//! room's call another node holds is forwarded to that node, which applies the same rules
+//! and answers (see [`cluster`]). When a node is lost, the node holding a call gives that
+//! node's participants the grace period, and every other node ends the calls the lost node
+//! held (`call_ended` with `server_lost`). Without a link to other nodes none of this
+//! runs: calls stay on their node, as they always did.
 //!
 //! Files: [`state`] (a call's participants and transitions), [`relay`] (signal checks and
-//! delivery), [`turn`] (ICE servers and TURN credentials), [`records`] (the record writer).
+//! delivery), [`turn`] (ICE servers and TURN credentials), [`records`] (the record writer),
+//! [`cluster`] (owners, forwarding and lost nodes), [`wire`] (call messages between nodes).
 
+pub mod cluster;
 pub mod records;
 pub mod relay;
 pub mod state;
 pub mod turn;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
@@ -29,10 +41,10 @@ use triad_protocol::{
 };
 
 use crate::auth::Access;
-use crate::hub::{Hub, Outbox, SessionKey};
+use crate::hub::{Hub, SessionKey};
 use crate::store::{SharedStore, now_ms};
 use records::RecordWriter;
-use state::{Call, CallCell, session_id};
+use state::{Call, CallCell, Caller, SessionAddr};
 use turn::IceConfig;
 
 /// How calls behave.
@@ -54,7 +66,7 @@ impl Default for CallSettings {
 }
 
 /// A call request refused: the protocol code and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{code}: {message}")]
 pub struct CallError {
     /// The code.
@@ -92,15 +104,20 @@ struct Book {
     by_room: HashMap<RoomId, Arc<CallCell>>,
     by_id: HashMap<CallId, Arc<CallCell>>,
     /// The call each connected participant session is in.
-    by_session: HashMap<SessionKey, Arc<CallCell>>,
+    by_session: HashMap<SessionAddr, Arc<CallCell>>,
 }
 
 /// Every call on this node.
 pub struct Calls {
     hub: Arc<Hub>,
+    store: SharedStore,
     settings: CallSettings,
     book: RwLock<Book>,
     records: RecordWriter,
+    /// What this node knows of other nodes' calls, and the requests it forwarded.
+    cluster: cluster::Cluster,
+    /// Itself, for timers and for messages from other nodes.
+    me: Weak<Calls>,
 }
 
 /// Checks that the person may take part in the room now.
@@ -117,12 +134,18 @@ fn check_access(room: &RoomId, access: Access) -> Result<(), CallError> {
 impl Calls {
     /// No calls yet. Starts the record writer, so it must be called within a runtime.
     pub fn new(hub: Arc<Hub>, store: SharedStore, settings: CallSettings) -> Arc<Self> {
-        Arc::new(Self {
-            hub,
+        let calls = Arc::new_cyclic(|me| Self {
+            hub: hub.clone(),
             settings,
             book: RwLock::default(),
-            records: RecordWriter::start(store),
-        })
+            records: RecordWriter::start(store.clone()),
+            store,
+            cluster: cluster::Cluster::default(),
+            me: me.clone(),
+        });
+        let peer: Arc<dyn crate::hub::CallPeer> = calls.clone();
+        hub.serve_calls(Arc::downgrade(&peer));
+        calls
     }
 
     fn book(&self) -> std::sync::RwLockWriteGuard<'_, Book> {
@@ -144,11 +167,15 @@ impl Calls {
     }
 
     /// The current call of a room as it is now, as `call_state` pushes it (without a
-    /// change), for a room's description in the welcome and on `join`.
+    /// change), for a room's description in the welcome and on `join`: this node's, or
+    /// the last state another node told of its call in the room.
     pub fn current(&self, room: &RoomId) -> Option<CallState> {
         let cell = {
             let book = self.book.read().unwrap_or_else(|e| e.into_inner());
-            book.by_room.get(room).cloned()?
+            book.by_room.get(room).cloned()
+        };
+        let Some(cell) = cell else {
+            return self.cluster.state_in(room);
         };
         let call = cell.lock();
         if call.ended_at.is_some() {
@@ -157,8 +184,45 @@ impl Calls {
         Some(call.state(&cell.id, &cell.room, None))
     }
 
-    /// `call_start`: starts the room's call, or joins the one in progress.
-    pub fn start(self: &Arc<Self>, caller: &Outbox, room: &RoomId, access: Access) -> Reply {
+    /// A fresh call id.
+    fn new_id() -> CallId {
+        CallId(format!("c-{:016x}", rand::random::<u64>()))
+    }
+
+    /// Answers a call request on this node, for a session here or (forwarded) on another
+    /// node; `start` with `id` names the call a start creates if the room has none.
+    fn serve(
+        self: &Arc<Self>,
+        caller: &Caller,
+        request: triad_protocol::Request,
+        access: &dyn Fn(&RoomId) -> Access,
+        id: Option<CallId>,
+    ) -> Reply {
+        use triad_protocol::Request;
+        match request {
+            Request::CallStart { room } => self.start(caller, &room, access(&room), id),
+            Request::CallJoin { call, resume } => self.join(caller, &call, resume, access),
+            Request::CallLeave { call } => self.leave(caller, &call),
+            Request::CallEnd { call } => self.end(caller, &call, access),
+            Request::CallMedia { call, mic, camera } => self.media(caller, &call, mic, camera),
+            Request::CallSignal { call, to, signal } => self.signal(caller, &call, &to, signal),
+            Request::IceServers { call } => self.ice_servers(caller, &call),
+            other => Err(CallError::new(
+                ErrorCode::InvalidRequest,
+                format!("{} is not a call request", other.type_name()),
+            )),
+        }
+    }
+
+    /// `call_start`: starts the room's call (named `id`, or a new id), or joins the one in
+    /// progress.
+    fn start(
+        self: &Arc<Self>,
+        caller: &Caller,
+        room: &RoomId,
+        access: Access,
+        id: Option<CallId>,
+    ) -> Reply {
         check_access(room, access)?;
         let mut book = self.book();
         if let Some(cell) = book.by_room.get(room).cloned() {
@@ -166,7 +230,7 @@ impl Calls {
         }
         self.check_not_elsewhere(&book, caller, None)?;
         let now = now_ms();
-        let id = CallId(format!("c-{:016x}", rand::random::<u64>()));
+        let id = id.unwrap_or_else(Self::new_id);
         let cell = Arc::new(CallCell {
             id: id.clone(),
             room: room.clone(),
@@ -174,18 +238,18 @@ impl Calls {
         });
         book.by_room.insert(room.clone(), cell.clone());
         book.by_id.insert(id, cell.clone());
-        book.by_session.insert(caller.key(), cell.clone());
+        book.by_session.insert(caller.addr.clone(), cell.clone());
         let call = cell.lock();
         tracing::info!(call = %cell.id, %room, "call started");
-        self.changed(&cell, &call, CallChangeKind::Started, caller.person());
+        self.changed(&cell, &call, CallChangeKind::Started, &caller.person);
         self.refresh_later(&cell, &call, 0);
         Ok(self.joined(&cell, &call, caller))
     }
 
     /// `call_join`: joins a call; with `resume`, takes back this person's place.
-    pub fn join(
+    fn join(
         self: &Arc<Self>,
-        caller: &Outbox,
+        caller: &Caller,
         call: &CallId,
         resume: bool,
         access: &dyn Fn(&RoomId) -> Access,
@@ -203,10 +267,10 @@ impl Calls {
     fn check_not_elsewhere(
         &self,
         book: &Book,
-        caller: &Outbox,
+        caller: &Caller,
         here: Option<&CallId>,
     ) -> Result<(), CallError> {
-        match book.by_session.get(&caller.key()) {
+        match book.by_session.get(&caller.addr) {
             Some(other) if Some(&other.id) != here => Err(CallError::new(
                 ErrorCode::AlreadyInCall,
                 format!("this session is in call {}; leave it first", other.id),
@@ -219,7 +283,7 @@ impl Calls {
         self: &Arc<Self>,
         book: &mut Book,
         cell: &Arc<CallCell>,
-        caller: &Outbox,
+        caller: &Caller,
         resume: bool,
     ) -> Reply {
         self.check_not_elsewhere(book, caller, Some(&cell.id))?;
@@ -227,12 +291,12 @@ impl Calls {
         if call.ended_at.is_some() {
             return Err(CallError::no_call(&cell.id));
         }
-        if call.position(caller.key()).is_some() {
+        if call.position(&caller.addr).is_some() {
             // Already in: the same answer again.
             return Ok(self.joined(cell, &call, caller));
         }
         let now = now_ms();
-        let person = caller.person().clone();
+        let person = caller.person.clone();
         let (position, kind) = match call.position_of(&person) {
             Some(position) if resume => {
                 let old = call.take_over(position, caller);
@@ -256,7 +320,7 @@ impl Calls {
             }
             None => (call.add(caller, now), CallChangeKind::Joined),
         };
-        book.by_session.insert(caller.key(), cell.clone());
+        book.by_session.insert(caller.addr.clone(), cell.clone());
         tracing::info!(call = %cell.id, ?kind, "call joined");
         self.changed(cell, &call, kind, &person);
         self.refresh_later(cell, &call, position);
@@ -264,14 +328,14 @@ impl Calls {
     }
 
     /// The answer to a join: the call, the session, its ICE servers.
-    fn joined(&self, cell: &CallCell, call: &Call, caller: &Outbox) -> ServerMessage {
+    fn joined(&self, cell: &CallCell, call: &Call, caller: &Caller) -> ServerMessage {
         ServerMessage::CallJoined {
             call: call.state(&cell.id, &cell.room, None),
-            session: session_id(caller.key()),
+            session: caller.session_id(),
             ice_servers: self
                 .settings
                 .ice
-                .servers_for(&cell.id, caller.person(), now_ms()),
+                .servers_for(&cell.id, &caller.person, now_ms()),
         }
     }
 
@@ -284,6 +348,7 @@ impl Calls {
         person: &triad_protocol::PersonId,
     ) {
         let state = call.state(&cell.id, &cell.room, Some((kind, person)));
+        self.tell_nodes(cell, Some(&state));
         let frame = ServerFrame::push(ServerMessage::CallState { call: state });
         self.hub.broadcast(&cell.room, &frame, None);
         if kind != CallChangeKind::Media {
@@ -313,6 +378,8 @@ impl Calls {
             book.by_room.remove(&cell.room);
         }
         tracing::info!(call = %cell.id, ?reason, "call ended");
+        self.tell_nodes(cell, None);
+        self.release(cell);
         let frame = ServerFrame::push(ServerMessage::CallEnded {
             call: cell.id.clone(),
             room: cell.room.clone(),
@@ -342,7 +409,7 @@ impl Calls {
     }
 
     /// `call_leave`.
-    pub fn leave(&self, caller: &Outbox, call: &CallId) -> Reply {
+    fn leave(&self, caller: &Caller, call: &CallId) -> Reply {
         let mut book = self.book();
         let cell = book
             .by_id
@@ -351,14 +418,14 @@ impl Calls {
             .ok_or_else(|| CallError::no_call(call))?;
         let mut state = cell.lock();
         let position = state
-            .position(caller.key())
+            .position(&caller.addr)
             .ok_or_else(|| CallError::not_in_call(call))?;
         self.remove(&mut book, &cell, &mut state, position, CallChangeKind::Left);
         Ok(ServerMessage::Ok)
     }
 
     /// `call_end`: whoever started the call, or a moderator in the room, ends it.
-    pub fn end(&self, caller: &Outbox, call: &CallId, access: &dyn Fn(&RoomId) -> Access) -> Reply {
+    fn end(&self, caller: &Caller, call: &CallId, access: &dyn Fn(&RoomId) -> Access) -> Reply {
         let mut book = self.book();
         let cell = book
             .by_id
@@ -369,41 +436,41 @@ impl Calls {
         check_access(&cell.room, access)?;
         let mut state = cell.lock();
         let moderator = matches!(access, Access::Moderator { joined: true });
-        if &state.started_by != caller.person() && !moderator {
+        if state.started_by != caller.person && !moderator {
             return Err(CallError::new(
                 ErrorCode::Forbidden,
                 "only whoever started the call or a moderator may end it",
             ));
         }
-        let by = Some(caller.person().clone());
+        let by = Some(caller.person.clone());
         self.finish(&mut book, &cell, &mut state, CallEndReason::Ended, by);
         Ok(ServerMessage::Ok)
     }
 
     /// `call_media`.
-    pub fn media(&self, caller: &Outbox, call: &CallId, mic: bool, camera: bool) -> Reply {
+    fn media(&self, caller: &Caller, call: &CallId, mic: bool, camera: bool) -> Reply {
         let cell = self.find(call)?;
         let mut state = cell.lock();
         let position = state
-            .position(caller.key())
+            .position(&caller.addr)
             .ok_or_else(|| CallError::not_in_call(call))?;
         let participant = &mut state.participants[position];
         if (participant.mic, participant.camera) != (mic, camera) {
             participant.mic = mic;
             participant.camera = camera;
-            self.changed(&cell, &state, CallChangeKind::Media, caller.person());
+            self.changed(&cell, &state, CallChangeKind::Media, &caller.person);
         }
         Ok(ServerMessage::Ok)
     }
 
     /// `call_signal`: relays a signal from a participant to another participant session
     /// of the same call, within the signal limits.
-    pub fn signal(&self, caller: &Outbox, call: &CallId, to: &SessionId, signal: Signal) -> Reply {
+    fn signal(&self, caller: &Caller, call: &CallId, to: &SessionId, signal: Signal) -> Reply {
         relay::check_signal(&signal)?;
         let cell = self.find(call)?;
         let mut state = cell.lock();
         let position = state
-            .position(caller.key())
+            .position(&caller.addr)
             .ok_or_else(|| CallError::not_in_call(call))?;
         if !state.participants[position]
             .signals
@@ -414,7 +481,7 @@ impl Calls {
                 "too many call signals; slow down",
             ));
         }
-        let from = session_id(caller.key());
+        let from = caller.session_id();
         if &from == to {
             return Err(CallError::new(
                 ErrorCode::InvalidRequest,
@@ -427,19 +494,19 @@ impl Calls {
                 format!("{to} is not a participant of call {call}"),
             )
         })?;
-        let Some(outbox) = &target.outbox else {
+        if target.endpoint.is_none() {
             return Err(CallError::new(
                 ErrorCode::NotInCall,
                 format!("{to} is reconnecting; the signal was not delivered"),
             ));
-        };
+        }
         let frame = ServerFrame::push(ServerMessage::CallSignal {
             call: call.clone(),
             from,
-            person: caller.person().clone(),
+            person: caller.person.clone(),
             signal,
         });
-        if relay::deliver(outbox, &frame) {
+        if relay::deliver(&self.hub, target, &frame) {
             Ok(ServerMessage::Ok)
         } else {
             Err(CallError::new(
@@ -450,27 +517,34 @@ impl Calls {
     }
 
     /// `ice_servers`: fresh ICE servers and credentials for a participant.
-    pub fn ice_servers(&self, caller: &Outbox, call: &CallId) -> Reply {
+    fn ice_servers(&self, caller: &Caller, call: &CallId) -> Reply {
         let cell = self.find(call)?;
         let state = cell.lock();
-        if state.position(caller.key()).is_none() {
+        if state.position(&caller.addr).is_none() {
             return Err(CallError::not_in_call(call));
         }
         let servers = self
             .settings
             .ice
-            .servers_for(call, caller.person(), now_ms());
+            .servers_for(call, &caller.person, now_ms());
         Ok(ServerMessage::IceServers(servers))
     }
 
-    /// A session ended: if it was in a call, its participant waits out the grace period.
+    /// A session of this node ended: if it was in a call, its participant waits out the
+    /// grace period (the node holding the call is told, if another).
     pub fn session_gone(self: &Arc<Self>, key: SessionKey) {
+        self.lose(SessionAddr::Local(key));
+        self.session_gone_elsewhere(key);
+    }
+
+    /// A participant session was lost: it waits out the grace period.
+    fn lose(self: &Arc<Self>, key: SessionAddr) {
         let mut book = self.book();
         let Some(cell) = book.by_session.remove(&key) else {
             return;
         };
         let mut call = cell.lock();
-        let Some(position) = call.position(key) else {
+        let Some(position) = call.position(&key) else {
             return;
         };
         let generation = call.lose(position, now_ms());
@@ -489,14 +563,14 @@ impl Calls {
     }
 
     /// The grace period of a lost participant ran out: remove it unless it came back.
-    fn grace_over(&self, cell: &CallCell, key: SessionKey, generation: u64) {
+    fn grace_over(&self, cell: &CallCell, key: SessionAddr, generation: u64) {
         let mut book = self.book();
         let mut call = cell.lock();
-        let Some(position) = call.position(key) else {
+        let Some(position) = call.position(&key) else {
             return;
         };
         let participant = &call.participants[position];
-        if participant.generation != generation || participant.outbox.is_some() {
+        if participant.generation != generation || participant.endpoint.is_some() {
             return;
         }
         tracing::info!(call = %cell.id, person = %participant.person, "call participant removed after the grace period");
@@ -509,10 +583,16 @@ impl Calls {
         );
     }
 
-    /// A moderator left a room: they leave its call too.
+    /// A moderator's session of this node left a room: they leave its call too.
     pub fn left_room(&self, key: SessionKey, room: &RoomId) {
+        self.leave_room(&SessionAddr::Local(key), room);
+        self.left_room_elsewhere(key, room);
+    }
+
+    /// A moderator's session left a room: if in the room's call here, it leaves it.
+    fn leave_room(&self, key: &SessionAddr, room: &RoomId) {
         let mut book = self.book();
-        let Some(cell) = book.by_session.get(&key).cloned() else {
+        let Some(cell) = book.by_session.get(key).cloned() else {
             return;
         };
         if &cell.room != room {
@@ -532,9 +612,10 @@ impl Calls {
         }
         let participant = &call.participants[position];
         let stop = participant.stop.clone();
-        let key = participant.key;
+        let key = participant.key.clone();
         let every = self.settings.ice.refresh_after();
         let ice = self.settings.ice.clone();
+        let hub = Arc::downgrade(&self.hub);
         let cell: Weak<CallCell> = Arc::downgrade(cell);
         tokio::spawn(async move {
             loop {
@@ -542,17 +623,19 @@ impl Calls {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(every) => {}
                 }
-                let Some(cell) = cell.upgrade() else { return };
+                let (Some(cell), Some(hub)) = (cell.upgrade(), hub.upgrade()) else {
+                    return;
+                };
                 let call = cell.lock();
-                let Some(participant) = call.position(key).map(|p| &call.participants[p]) else {
+                let Some(participant) = call.position(&key).map(|p| &call.participants[p]) else {
                     return;
                 };
-                let Some(outbox) = &participant.outbox else {
+                if participant.endpoint.is_none() {
                     return;
-                };
+                }
                 let servers = ice.servers_for(&cell.id, &participant.person, now_ms());
                 let frame = ServerFrame::push(ServerMessage::IceServers(servers));
-                if !relay::deliver(outbox, &frame) {
+                if !relay::deliver(&hub, participant, &frame) {
                     return;
                 }
             }

@@ -1,11 +1,13 @@
 //! Signalling relay: the checks a signal passes before it is handed on (sizes here; who may
 //! signal whom in [`super::Calls::signal`]) and [`deliver`], the one way a call frame
-//! reaches a single participant session.
+//! reaches a single participant session, on this node or another.
 
 use triad_protocol::{ErrorCode, ServerFrame, Signal, limits};
 
 use super::CallError;
-use crate::hub::{Outbox, Outgoing, encode};
+use super::state::{Endpoint, Participant, SessionAddr};
+use super::wire::CallMessage;
+use crate::hub::{Hub, Outgoing, encode};
 
 /// Checks a signal's sizes: SDP, candidate line and media section id.
 pub fn check_signal(signal: &Signal) -> Result<(), CallError> {
@@ -43,11 +45,36 @@ pub fn check_signal(signal: &Signal) -> Result<(), CallError> {
     Ok(())
 }
 
-/// Hands a frame to one participant session. Calls are per node for now, so the session's
-/// outbox is local; routing to a session on another node belongs here. Returns whether the
-/// frame was queued.
-pub fn deliver(session: &Outbox, frame: &ServerFrame) -> bool {
-    session.push(Outgoing::Frame(encode(frame)))
+/// Hands a frame to one participant session: to its outbox if it is on this node, over
+/// the bus to its node otherwise (where [`deliver_here`] finishes the job). Returns whether
+/// the frame was queued (not whether a session on another node still exists).
+pub fn deliver(hub: &Hub, to: &Participant, frame: &ServerFrame) -> bool {
+    match (&to.endpoint, &to.key) {
+        (Some(Endpoint::Local(outbox)), _) => outbox.push(Outgoing::Frame(encode(frame))),
+        (Some(Endpoint::Remote), SessionAddr::Remote { node, key }) => {
+            let message = CallMessage::Frame {
+                key: *key,
+                person: to.person.clone(),
+                frame: encode(frame).to_string(),
+            };
+            hub.send_call(Some(node), message);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Hands a frame that another node sent for one of this node's sessions to its outbox.
+pub fn deliver_here(
+    hub: &Hub,
+    person: &triad_protocol::PersonId,
+    key: crate::hub::SessionKey,
+    frame: String,
+) -> bool {
+    match hub.presence.outbox(person, key) {
+        Some(outbox) => outbox.push(Outgoing::Frame(frame.into())),
+        None => false,
+    }
 }
 
 #[cfg(test)]

@@ -10,12 +10,92 @@ use triad_protocol::{
     Timestamp, limits,
 };
 
+use crate::bus::NodeId;
 use crate::hub::{Outbox, SessionKey, TokenBucket};
 use crate::store::{Attendance, CallRecord};
 
-/// The id a session has on the wire (as in its welcome).
+/// The id a session of this node has on the wire (as in its welcome).
 pub fn session_id(key: SessionKey) -> SessionId {
     SessionId(format!("s{key}"))
+}
+
+/// Which session a participant is, as the node holding the call knows it: one of its own,
+/// or one on another node (whose keys may be the same numbers as this node's).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SessionAddr {
+    /// A session on this node.
+    Local(SessionKey),
+    /// A session on another node.
+    Remote {
+        /// That node.
+        node: NodeId,
+        /// The session's key there.
+        key: SessionKey,
+    },
+}
+
+impl SessionAddr {
+    /// The session's id in the call: `s<key>` for a session of this node (as in its
+    /// welcome), `s<key>@<node>` for one on another node, so the two never collide.
+    pub fn session_id(&self) -> SessionId {
+        match self {
+            Self::Local(key) => session_id(*key),
+            Self::Remote { node, key } => SessionId(format!("s{key}@{node}")),
+        }
+    }
+
+    /// The node of a remote session.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Self::Local(_) => None,
+            Self::Remote { node, .. } => Some(node),
+        }
+    }
+}
+
+/// How frames reach a participant session: its outbox here, or the bus to its node.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// A session of this node.
+    Local(Outbox),
+    /// A session on another node, reached through the bus ([`SessionAddr::Remote`]).
+    Remote,
+}
+
+/// The session making a call request, wherever it is connected.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Which session.
+    pub addr: SessionAddr,
+    /// Who.
+    pub person: PersonId,
+    /// How to reach it.
+    pub endpoint: Endpoint,
+}
+
+impl Caller {
+    /// A session of this node.
+    pub fn local(outbox: &Outbox) -> Self {
+        Self {
+            addr: SessionAddr::Local(outbox.key()),
+            person: outbox.person().clone(),
+            endpoint: Endpoint::Local(outbox.clone()),
+        }
+    }
+
+    /// A session of another node, whose requests that node forwards.
+    pub fn remote(node: NodeId, key: SessionKey, person: PersonId) -> Self {
+        Self {
+            addr: SessionAddr::Remote { node, key },
+            person,
+            endpoint: Endpoint::Remote,
+        }
+    }
+
+    /// The session's id in the call.
+    pub fn session_id(&self) -> SessionId {
+        self.addr.session_id()
+    }
 }
 
 /// A call and its lock.
@@ -37,12 +117,12 @@ impl CallCell {
 
 /// One participant: a person through one session.
 pub struct Participant {
-    /// The session's key on this node.
-    pub key: SessionKey,
+    /// The session.
+    pub key: SessionAddr,
     /// Who.
     pub person: PersonId,
-    /// The session's outbox; `None` while the connection is lost (the grace period).
-    pub outbox: Option<Outbox>,
+    /// How to reach the session; `None` while the connection is lost (the grace period).
+    pub endpoint: Option<Endpoint>,
     /// Microphone on.
     pub mic: bool,
     /// Camera on.
@@ -62,12 +142,12 @@ pub struct Participant {
 }
 
 impl Participant {
-    /// A participant joining now through `outbox`.
-    pub fn new(outbox: &Outbox, joined_at: Timestamp, attendance: usize) -> Self {
+    /// A participant joining now through `caller`'s session.
+    pub fn new(caller: &Caller, joined_at: Timestamp, attendance: usize) -> Self {
         Self {
-            key: outbox.key(),
-            person: outbox.person().clone(),
-            outbox: Some(outbox.clone()),
+            key: caller.addr.clone(),
+            person: caller.person.clone(),
+            endpoint: Some(caller.endpoint.clone()),
             mic: true,
             camera: true,
             joined_at,
@@ -82,12 +162,12 @@ impl Participant {
     /// As the protocol shows it.
     pub fn info(&self) -> CallParticipant {
         CallParticipant {
-            session: session_id(self.key),
+            session: self.key.session_id(),
             person: self.person.clone(),
             mic: self.mic,
             camera: self.camera,
             joined_at: self.joined_at,
-            connected: self.outbox.is_some(),
+            connected: self.endpoint.is_some(),
         }
     }
 }
@@ -109,24 +189,24 @@ pub struct Call {
 }
 
 impl Call {
-    /// A call started now by `outbox`'s person, who is its first participant.
-    pub fn start(outbox: &Outbox, now: Timestamp) -> Self {
+    /// A call started now by `caller`'s person, who is its first participant.
+    pub fn start(caller: &Caller, now: Timestamp) -> Self {
         crate::metrics::call_started();
         let mut call = Self {
-            started_by: outbox.person().clone(),
+            started_by: caller.person.clone(),
             started_at: now,
             participants: Vec::new(),
             attendance: Vec::new(),
             ended_at: None,
             last_joined_at: now - 1,
         };
-        call.add(outbox, now);
+        call.add(caller, now);
         call
     }
 
     /// The position of a session's participant.
-    pub fn position(&self, key: SessionKey) -> Option<usize> {
-        self.participants.iter().position(|p| p.key == key)
+    pub fn position(&self, key: &SessionAddr) -> Option<usize> {
+        self.participants.iter().position(|p| &p.key == key)
     }
 
     /// The position of a person's participant.
@@ -138,7 +218,7 @@ impl Call {
     pub fn by_session(&self, session: &SessionId) -> Option<&Participant> {
         self.participants
             .iter()
-            .find(|p| &session_id(p.key) == session)
+            .find(|p| &p.key.session_id() == session)
     }
 
     /// Whether the call has room for one more.
@@ -146,16 +226,16 @@ impl Call {
         self.participants.len() >= limits::MAX_CALL_PARTICIPANTS
     }
 
-    /// Adds `outbox`'s session at the end; returns its position.
-    pub fn add(&mut self, outbox: &Outbox, now: Timestamp) -> usize {
+    /// Adds `caller`'s session at the end; returns its position.
+    pub fn add(&mut self, caller: &Caller, now: Timestamp) -> usize {
         let joined_at = now.max(self.last_joined_at + 1);
         self.last_joined_at = joined_at;
         self.attendance.push(Attendance {
-            person: outbox.person().clone(),
+            person: caller.person.clone(),
             joined_at,
             left_at: None,
         });
-        let participant = Participant::new(outbox, joined_at, self.attendance.len() - 1);
+        let participant = Participant::new(caller, joined_at, self.attendance.len() - 1);
         self.participants.push(participant);
         crate::metrics::call_participant_joined();
         self.participants.len() - 1
@@ -175,13 +255,13 @@ impl Call {
 
     /// Gives a participant's place to a new session of the same person (a resume); returns
     /// the old session's key.
-    pub fn take_over(&mut self, position: usize, outbox: &Outbox) -> SessionKey {
+    pub fn take_over(&mut self, position: usize, caller: &Caller) -> SessionAddr {
         let participant = &mut self.participants[position];
-        let old = participant.key;
+        let old = participant.key.clone();
         participant.stop.cancel();
         participant.stop = CancellationToken::new();
-        participant.key = outbox.key();
-        participant.outbox = Some(outbox.clone());
+        participant.key = caller.addr.clone();
+        participant.endpoint = Some(caller.endpoint.clone());
         participant.lost_at = None;
         participant.generation += 1;
         old
@@ -192,7 +272,7 @@ impl Call {
     pub fn lose(&mut self, position: usize, now: Timestamp) -> u64 {
         let participant = &mut self.participants[position];
         participant.stop.cancel();
-        participant.outbox = None;
+        participant.endpoint = None;
         participant.lost_at = Some(now);
         participant.generation += 1;
         participant.generation
@@ -247,12 +327,12 @@ mod tests {
     use super::*;
     use crate::hub::SessionControl;
 
-    fn outbox(key: SessionKey, person: &str) -> Outbox {
+    fn outbox(key: SessionKey, person: &str) -> Caller {
         let control = Arc::new(SessionControl::default());
         let (outbox, rx) = Outbox::new(key, PersonId::new(person).unwrap(), 8, control);
         // The receiving side is not needed: these tests look at state only.
         std::mem::forget(rx);
-        outbox
+        Caller::local(&outbox)
     }
 
     #[test]
@@ -273,7 +353,7 @@ mod tests {
         // Anna's connection is lost, and she comes back on session 3: same place.
         let generation = call.lose(0, 2_000);
         assert!(!call.participants[0].info().connected);
-        assert_eq!(call.take_over(0, &outbox(3, "anna")), 1);
+        assert_eq!(call.take_over(0, &outbox(3, "anna")), SessionAddr::Local(1));
         assert_ne!(call.participants[0].generation, generation);
         let state = call.state(&id, &room, None);
         assert_eq!(state.participants[0].session, SessionId("s3".into()));
@@ -281,6 +361,23 @@ mod tests {
         assert!(state.participants[0].connected);
 
         // Marco is lost and never comes back: his time ends when he was lost.
+        // A session of another node has an id of its own, even with the same key.
+        let remote = Caller::remote("b".into(), 3, PersonId::new("sara").unwrap());
+        let position = call.add(&remote, 2_500);
+        let state = call.state(&id, &room, None);
+        assert_eq!(
+            state.participants[position].session,
+            SessionId("s3@b".into())
+        );
+        assert_eq!(
+            call.by_session(&SessionId("s3".into()))
+                .unwrap()
+                .person
+                .as_str(),
+            "anna"
+        );
+        call.remove(position, 2_600);
+
         call.lose(1, 3_000);
         call.remove(1, 23_000);
         call.end(30_000);

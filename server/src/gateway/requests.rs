@@ -226,37 +226,40 @@ impl Session {
             Request::Presence { status } => self.presence(status),
             Request::Ping => Ok(ServerMessage::Pong),
             Request::CallStart { room } => {
-                let calls = &self.gateway.calls;
-                let started = calls.start(&self.outbox, &room, self.access(&room));
+                let access = |room: &RoomId| self.access(room);
+                let started = self
+                    .gateway
+                    .calls
+                    .request(
+                        &self.outbox,
+                        Request::CallStart { room: room.clone() },
+                        &access,
+                    )
+                    .await;
                 started.map_err(|e| Refusal::from(e).in_room(&room))
             }
-            Request::CallJoin { call, resume } => {
+            call @ (Request::CallJoin { .. }
+            | Request::CallLeave { .. }
+            | Request::CallEnd { .. }
+            | Request::CallMedia { .. }
+            | Request::CallSignal { .. }
+            | Request::IceServers { .. }) => {
                 let access = |room: &RoomId| self.access(room);
                 Ok(self
                     .gateway
                     .calls
-                    .join(&self.outbox, &call, resume, &access)?)
-            }
-            Request::CallLeave { call } => Ok(self.gateway.calls.leave(&self.outbox, &call)?),
-            Request::CallEnd { call } => {
-                let access = |room: &RoomId| self.access(room);
-                Ok(self.gateway.calls.end(&self.outbox, &call, &access)?)
-            }
-            Request::CallMedia { call, mic, camera } => {
-                Ok(self.gateway.calls.media(&self.outbox, &call, mic, camera)?)
-            }
-            Request::CallSignal { call, to, signal } => {
-                Ok(self
-                    .gateway
-                    .calls
-                    .signal(&self.outbox, &call, &to, signal)?)
-            }
-            Request::IceServers { call } => {
-                Ok(self.gateway.calls.ice_servers(&self.outbox, &call)?)
+                    .request(&self.outbox, call, &access)
+                    .await?)
             }
             Request::Coachings { room } => self.coachings(room.as_ref()).await,
-            Request::Pin { room, seq } => self.pin(&room, seq, true).await.map_err(|r| r.in_room(&room)),
-            Request::Unpin { room, seq } => self.pin(&room, seq, false).await.map_err(|r| r.in_room(&room)),
+            Request::Pin { room, seq } => self
+                .pin(&room, seq, true)
+                .await
+                .map_err(|r| r.in_room(&room)),
+            Request::Unpin { room, seq } => self
+                .pin(&room, seq, false)
+                .await
+                .map_err(|r| r.in_room(&room)),
             Request::Pins { room } => self.pins(&room).await.map_err(|r| r.in_room(&room)),
             Request::Members { room, after, limit } => self
                 .members(&room, after.as_ref(), limit)

@@ -5,7 +5,7 @@
 //! Every node announces presence to its own sessions only, from its own view; the nodes
 //! exchange statuses, not frames. Entries of a node that stops sending heartbeats expire.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use triad_protocol::{PersonId, PresenceStatus, RoomId};
@@ -22,6 +22,8 @@ struct RemoteEntry {
 pub struct ClusterView {
     remote: HashMap<PersonId, HashMap<NodeId, RemoteEntry>>,
     nodes: HashMap<NodeId, Instant>,
+    /// Nodes that said goodbye (node ids are random per process start, so few).
+    departed: HashSet<NodeId>,
     announced: HashMap<PersonId, (PresenceStatus, BTreeSet<RoomId>)>,
 }
 
@@ -110,14 +112,34 @@ impl ClusterView {
         touched
     }
 
-    /// Forgets nodes not heard from within `max_age`; returns the people they had.
-    pub fn expire(&mut self, now: Instant, max_age: Duration) -> Vec<PersonId> {
-        let stale: Vec<NodeId> = self
-            .nodes
+    /// Whether a node has been heard from (and has not expired or left since).
+    pub fn knows(&self, node: &str) -> bool {
+        self.nodes.contains_key(node)
+    }
+
+    /// Whether a node said goodbye.
+    pub fn departed(&self, node: &str) -> bool {
+        self.departed.contains(node)
+    }
+
+    /// A node said goodbye: forgets it; returns the people it had.
+    pub fn depart(&mut self, node: &str) -> Vec<PersonId> {
+        self.departed.insert(node.to_string());
+        self.forget_node(node)
+    }
+
+    /// The nodes not heard from within `max_age`.
+    pub fn stale(&self, now: Instant, max_age: Duration) -> Vec<NodeId> {
+        self.nodes
             .iter()
             .filter(|(_, seen)| now.saturating_duration_since(**seen) > max_age)
             .map(|(node, _)| node.clone())
-            .collect();
+            .collect()
+    }
+
+    /// Forgets nodes not heard from within `max_age`; returns the people they had.
+    pub fn expire(&mut self, now: Instant, max_age: Duration) -> Vec<PersonId> {
+        let stale = self.stale(now, max_age);
         let mut touched = Vec::new();
         for node in stale {
             tracing::info!(%node, "a node stopped sending heartbeats; its presence expires");

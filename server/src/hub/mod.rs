@@ -18,15 +18,27 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use triad_protocol::{CloseCode, PersonId, PresenceStatus, RoomEvent, RoomId, ServerFrame, ServerMessage};
+use triad_protocol::{
+    CloseCode, PersonId, PresenceStatus, RoomEvent, RoomId, ServerFrame, ServerMessage,
+};
 
 pub use outbox::{EventFrame, Outbox, Outgoing, SessionControl, SessionKey};
 pub use presence::PresenceBook;
 pub use rate::TokenBucket;
 
 use crate::bus::{BusMessage, NodeId, PresenceEntry, SharedLink};
+use crate::calls::wire::CallMessage;
 use crate::store::{EventSink, Store};
 use cluster::{Announcement, ClusterView};
+
+/// What handles the call messages of the bus (the calls of this node), and hears when
+/// another node is lost.
+pub trait CallPeer: Send + Sync + 'static {
+    /// A call message from `origin` for this node (or for every node).
+    fn receive(&self, origin: &str, message: CallMessage);
+    /// Another node left or stopped sending heartbeats.
+    fn node_lost(&self, node: &str);
+}
 
 /// The local sessions of one room.
 #[derive(Default)]
@@ -50,6 +62,12 @@ pub struct Hub {
     cluster: Mutex<ClusterView>,
     /// Rooms too large for presence pushes (see [`triad_protocol::limits::MAX_LISTED_MEMBERS`]).
     large_rooms: RwLock<std::collections::HashSet<RoomId>>,
+    /// Handles call messages from other nodes. Weak: the calls hold the hub.
+    calls: OnceLock<Weak<dyn CallPeer>>,
+    /// When the hub was made, and how long a silent node lives (set with the link): a
+    /// node not heard of is taken for gone only once this node has listened that long.
+    started: Instant,
+    expiry: OnceLock<Duration>,
 }
 
 impl Hub {
@@ -63,6 +81,9 @@ impl Hub {
             link: OnceLock::new(),
             cluster: Mutex::default(),
             large_rooms: RwLock::default(),
+            calls: OnceLock::new(),
+            started: Instant::now(),
+            expiry: OnceLock::new(),
         }
     }
 
@@ -82,6 +103,70 @@ impl Hub {
         if let Some(link) = self.link.get() {
             link.publish(message);
         }
+    }
+
+    /// Whether other nodes may exist (a link is set).
+    pub fn is_linked(&self) -> bool {
+        self.link.get().is_some()
+    }
+
+    /// How long a node may be silent before it counts as gone (once, with the link).
+    pub fn expire_after(&self, expiry: Duration) {
+        if self.expiry.set(expiry).is_err() {
+            tracing::warn!("the hub's node expiry was already set");
+        }
+    }
+
+    /// Sets what handles call messages from other nodes (once).
+    pub fn serve_calls(&self, peer: Weak<dyn CallPeer>) {
+        if self.calls.set(peer).is_err() {
+            tracing::warn!("the hub's call peer was already set");
+        }
+    }
+
+    /// Sends a call message to one other node, or (`None`) to every other node.
+    pub fn send_call(&self, to: Option<&str>, message: CallMessage) {
+        self.publish(BusMessage::Call {
+            origin: self.node.clone(),
+            to: to.map(str::to_owned),
+            message: Box::new(message),
+        });
+    }
+
+    /// Whether a node is alive as far as this one can tell: itself, a node heard from
+    /// and not expired, or (while this node has not yet listened for a whole expiry
+    /// period) a node that has not said goodbye.
+    pub fn node_alive(&self, node: &str) -> bool {
+        if node == self.node {
+            return true;
+        }
+        let view = self.view();
+        if view.knows(node) {
+            return true;
+        }
+        let listening = self.expiry.get().copied().unwrap_or_default();
+        !view.departed(node) && self.started.elapsed() < listening
+    }
+
+    /// Whether a node has been heard from and has not expired or left since.
+    pub fn knows_node(&self, node: &str) -> bool {
+        self.view().knows(node)
+    }
+
+    fn nodes_lost(&self, nodes: &[NodeId]) {
+        if nodes.is_empty() {
+            return;
+        }
+        if let Some(peer) = self.calls.get().and_then(Weak::upgrade) {
+            for node in nodes {
+                peer.node_lost(node);
+            }
+        }
+    }
+
+    /// Sends a frame to the sessions of a room on this node only.
+    pub fn broadcast_here(&self, room: &RoomId, frame: &ServerFrame) {
+        self.deliver_room(room, &encode(frame), None);
     }
 
     /// Sets the store to tell which rooms have local sessions (once, after both exist).
@@ -320,9 +405,22 @@ impl Hub {
                 self.reconcile_all(touched);
             }
             BusMessage::Revoke { person, reason, .. } => self.close_person(&person, &reason),
+            BusMessage::Call {
+                origin,
+                to,
+                message,
+            } => {
+                if to.is_some_and(|to| to != self.node) {
+                    return;
+                }
+                if let Some(peer) = self.calls.get().and_then(Weak::upgrade) {
+                    peer.receive(&origin, *message);
+                }
+            }
             BusMessage::Gone { origin } => {
-                let touched = self.view().forget_node(&origin);
+                let touched = self.view().depart(&origin);
                 self.reconcile_all(touched);
+                self.nodes_lost(&[origin]);
             }
         }
     }
@@ -337,8 +435,14 @@ impl Hub {
 
     /// Forgets nodes silent for longer than `max_age`, announcing who went offline.
     pub fn expire_nodes(&self, max_age: Duration) {
-        let touched = self.view().expire(Instant::now(), max_age);
+        let now = Instant::now();
+        let (touched, lost) = {
+            let mut view = self.view();
+            let lost = view.stale(now, max_age);
+            (view.expire(now, max_age), lost)
+        };
         self.reconcile_all(touched);
+        self.nodes_lost(&lost);
     }
 
     /// The message telling other nodes this one is leaving.

@@ -191,6 +191,14 @@ impl PresenceBook {
         })
     }
 
+    /// The outbox of one of a person's sessions (for a call frame another node sent it).
+    pub fn outbox(&self, person: &PersonId, key: SessionKey) -> Option<Outbox> {
+        self.with(|people| {
+            let session = people.get(person)?.sessions.get(&key)?;
+            Some(session.outbox.clone())
+        })
+    }
+
     /// The outboxes of a person's sessions.
     pub fn sessions_of(&self, person: &PersonId) -> Vec<Outbox> {
         self.with(|people| {

@@ -169,11 +169,14 @@ pub enum Collection {
     /// A one-time job's key (a reminder or digest already sent) to when it was done, so
     /// one node of several does it once.
     Jobs,
+    /// Room id to the node holding the room's call and the call's id, so that with
+    /// several nodes a room has one call, held by one node.
+    CallOwners,
 }
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Regions,
         Self::Cycles,
         Self::Coachings,
@@ -184,6 +187,7 @@ impl Collection {
         Self::Preferences,
         Self::CalendarKeys,
         Self::Jobs,
+        Self::CallOwners,
     ];
 
     /// Its stored name.
@@ -199,6 +203,7 @@ impl Collection {
             Self::Preferences => "preferences",
             Self::CalendarKeys => "calendar_keys",
             Self::Jobs => "jobs",
+            Self::CallOwners => "call_owners",
         }
     }
 }
