@@ -21,8 +21,8 @@
 #![warn(missing_docs)]
 
 pub mod call;
-pub mod coaching;
 pub mod client;
+pub mod coaching;
 pub mod codec;
 pub mod error;
 pub mod event;
@@ -34,8 +34,8 @@ pub use call::{
     CallChange, CallChangeKind, CallEndReason, CallId, CallParticipant, CallState, IceServer,
     IceServers, Signal,
 };
-pub use coaching::{CoachingChange, CoachingSession, CoachingStatus, Pin};
 pub use client::{ClientFrame, Request, ResumePoint};
+pub use coaching::{CoachingChange, CoachingSession, CoachingStatus, Pin};
 pub use codec::{DecodeError, decode_client, decode_server};
 pub use error::{CloseCode, ErrorCode};
 pub use event::{EventBody, RoomEvent};

@@ -420,7 +420,10 @@ mod tests {
         assert_eq!(config.access_ttl, Config::default().access_ttl);
         assert_eq!(config.refresh_ttl, Config::default().refresh_ttl);
         assert_eq!(config.invitation_ttl, Config::default().invitation_ttl);
-        assert_eq!(config.reminder_interval, Config::default().reminder_interval);
+        assert_eq!(
+            config.reminder_interval,
+            Config::default().reminder_interval
+        );
         assert_eq!(config.smtp_url, Config::default().smtp_url);
         assert_eq!(config.mail_from, Config::default().mail_from);
         assert_eq!(config.digest_interval, Config::default().digest_interval);

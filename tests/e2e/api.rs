@@ -72,7 +72,11 @@ pub async fn call(
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
-    let body = if chunked { unchunk(body) } else { body.to_owned() };
+    let body = if chunked {
+        unchunk(body)
+    } else {
+        body.to_owned()
+    };
     Response { status, body }
 }
 

@@ -124,9 +124,11 @@ async fn connect(node: &Node, access_token: &str) -> (Client, Events) {
 /// Waits for a `coaching` push of `change`; the session.
 async fn coaching(events: &mut Events, change: CoachingChange) -> CoachingSession {
     // A session's start may be some seconds away.
-    let event = wait_within(events, Duration::from_secs(60), |event| {
-        matches!(event, ClientEvent::Coaching { change: c, .. } if *c == change)
-    })
+    let event = wait_within(
+        events,
+        Duration::from_secs(60),
+        |event| matches!(event, ClientEvent::Coaching { change: c, .. } if *c == change),
+    )
     .await;
     match event {
         ClientEvent::Coaching { coaching, .. } => coaching,
@@ -147,10 +149,7 @@ fn local(ms: i64, zone: &str) -> String {
 /// properties as (name, value, TZID parameter).
 fn vevent(feed: &str, uid: &str) -> Vec<(String, String, Option<String>)> {
     let mut parser = ical::IcalParser::new(feed.as_bytes());
-    let calendar = parser
-        .next()
-        .expect("a calendar")
-        .expect("the feed parses");
+    let calendar = parser.next().expect("a calendar").expect("the feed parses");
     let event = calendar
         .events
         .into_iter()
@@ -176,7 +175,10 @@ fn vevent(feed: &str, uid: &str) -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
-fn property<'a>(event: &'a [(String, String, Option<String>)], name: &str) -> &'a (String, String, Option<String>) {
+fn property<'a>(
+    event: &'a [(String, String, Option<String>)],
+    name: &str,
+) -> &'a (String, String, Option<String>) {
     event
         .iter()
         .find(|(n, _, _)| n == name)
@@ -202,7 +204,12 @@ async fn a_programme_from_roster_to_cycle_report() {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .args(["--jwt-secret", SECRET])
-        .args(["--reminder-interval-ms", "250", "--invitation-ttl-secs", "2"]);
+        .args([
+            "--reminder-interval-ms",
+            "250",
+            "--invitation-ttl-secs",
+            "2",
+        ]);
     let node = Node::spawn(command).await;
     let addr = node.addr;
 
@@ -230,15 +237,31 @@ async fn a_programme_from_roster_to_cycle_report() {
     assert_eq!(problems[0]["field"], "trios[1].heads");
     let line = problems[0]["line"].as_u64().unwrap() as usize;
     assert!(
-        broken.lines().nth(line - 1).unwrap().starts_with("heads = "),
+        broken
+            .lines()
+            .nth(line - 1)
+            .unwrap()
+            .starts_with("heads = "),
         "line {line} is not the heads line"
     );
 
     // The real roster: 3 regions, 10 trios, 34 people.
-    let response = call(addr, "PUT", "/api/roster", Some(&cora_token), Some(&roster(10))).await;
+    let response = call(
+        addr,
+        "PUT",
+        "/api/roster",
+        Some(&cora_token),
+        Some(&roster(10)),
+    )
+    .await;
     let summary = expect(&response, 200, "the roster");
     assert_eq!(
-        (&summary["people"], &summary["trios"], &summary["regions"], &summary["cycles"]),
+        (
+            &summary["people"],
+            &summary["trios"],
+            &summary["regions"],
+            &summary["cycles"]
+        ),
         (&json!(34), &json!(10), &json!(3), &json!(1))
     );
     let programme = expect(
@@ -259,7 +282,14 @@ async fn a_programme_from_roster_to_cycle_report() {
     for person in ["mod-1", "vejle-1", "tuscany-1", "west-wales-1"] {
         let body = json!({ "person": person, "ttl_hours": 24 }).to_string();
         let invited = expect(
-            &call(addr, "POST", "/api/invitations", Some(&cora_token), Some(&body)).await,
+            &call(
+                addr,
+                "POST",
+                "/api/invitations",
+                Some(&cora_token),
+                Some(&body),
+            )
+            .await,
             201,
             "an invitation",
         );
@@ -271,11 +301,25 @@ async fn a_programme_from_roster_to_cycle_report() {
     // Only the coordinator invites.
     let body = json!({ "person": "vejle-2" }).to_string();
     let head_token = tokens["vejle-1"]["access_token"].as_str().unwrap();
-    let response = call(addr, "POST", "/api/invitations", Some(head_token), Some(&body)).await;
+    let response = call(
+        addr,
+        "POST",
+        "/api/invitations",
+        Some(head_token),
+        Some(&body),
+    )
+    .await;
     refused(&response, 403, "forbidden", "a head inviting");
     // An invitation used after it expired (the server's default lasts 2 s here).
     let late = expect(
-        &call(addr, "POST", "/api/invitations", Some(&cora_token), Some(&body)).await,
+        &call(
+            addr,
+            "POST",
+            "/api/invitations",
+            Some(&cora_token),
+            Some(&body),
+        )
+        .await,
         201,
         "a short invitation",
     );
@@ -288,10 +332,18 @@ async fn a_programme_from_roster_to_cycle_report() {
         Some(&json!({ "code": late["code"] }).to_string()),
     )
     .await;
-    refused(&response, 410, "invitation_expired", "an expired invitation");
+    refused(
+        &response,
+        410,
+        "invitation_expired",
+        "an expired invitation",
+    );
 
     // A refresh rotates the refresh token.
-    let old_refresh = tokens["tuscany-1"]["refresh_token"].as_str().unwrap().to_owned();
+    let old_refresh = tokens["tuscany-1"]["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let body = json!({ "refresh_token": old_refresh }).to_string();
     let refreshed = expect(
         &call(addr, "POST", "/api/auth/refresh", None, Some(&body)).await,
@@ -325,12 +377,23 @@ async fn a_programme_from_roster_to_cycle_report() {
         "time_zone": "Europe/Copenhagen",
     });
     let booked = expect(
-        &call(addr, "POST", "/api/coachings", Some(&moderator), Some(&booking.to_string())).await,
+        &call(
+            addr,
+            "POST",
+            "/api/coachings",
+            Some(&moderator),
+            Some(&booking.to_string()),
+        )
+        .await,
         201,
         "a booking",
     );
     let id = booked["id"].as_str().unwrap().to_owned();
-    let expected = [("Europe/Copenhagen", "16:00"), ("Europe/Rome", "16:00"), ("Europe/London", "15:00")];
+    let expected = [
+        ("Europe/Copenhagen", "16:00"),
+        ("Europe/Rome", "16:00"),
+        ("Europe/London", "15:00"),
+    ];
     for ((person, _, events, zone), (want_zone, want)) in heads.iter_mut().zip(expected) {
         let session = coaching(events, CoachingChange::Booked).await;
         assert_eq!(session.id.as_str(), id);
@@ -346,23 +409,63 @@ async fn a_programme_from_roster_to_cycle_report() {
     // Bad bookings, each refused with its code.
     let mut bad = booking.clone();
     bad["start"] = json!(format!("{day}T16:30"));
-    let response = call(addr, "POST", "/api/coachings", Some(&moderator), Some(&bad.to_string())).await;
+    let response = call(
+        addr,
+        "POST",
+        "/api/coachings",
+        Some(&moderator),
+        Some(&bad.to_string()),
+    )
+    .await;
     refused(&response, 409, "coaching_overlap", "an overlapping session");
     bad["start"] = json!("2020-01-01T10:00");
-    let response = call(addr, "POST", "/api/coachings", Some(&moderator), Some(&bad.to_string())).await;
+    let response = call(
+        addr,
+        "POST",
+        "/api/coachings",
+        Some(&moderator),
+        Some(&bad.to_string()),
+    )
+    .await;
     refused(&response, 422, "coaching_in_past", "a session in the past");
     bad["start"] = json!(format!("{day}T09:00"));
     bad["time_zone"] = json!("Europe/Vejle");
-    let response = call(addr, "POST", "/api/coachings", Some(&moderator), Some(&bad.to_string())).await;
+    let response = call(
+        addr,
+        "POST",
+        "/api/coachings",
+        Some(&moderator),
+        Some(&bad.to_string()),
+    )
+    .await;
     refused(&response, 422, "unknown_time_zone", "an unknown time zone");
     let mut other_trio = booking.clone();
     other_trio["room"] = json!("trio-2");
-    let response = call(addr, "POST", "/api/coachings", Some(&token("vejle-1")), Some(&other_trio.to_string())).await;
-    refused(&response, 403, "forbidden", "a head booking for another trio");
+    let response = call(
+        addr,
+        "POST",
+        "/api/coachings",
+        Some(&token("vejle-1")),
+        Some(&other_trio.to_string()),
+    )
+    .await;
+    refused(
+        &response,
+        403,
+        "forbidden",
+        "a head booking for another trio",
+    );
 
     // The calendar feed of a head in Rome: the session in its own zone.
     let feed_url = expect(
-        &call(addr, "POST", "/api/me/calendar", Some(&token("tuscany-1")), None).await,
+        &call(
+            addr,
+            "POST",
+            "/api/me/calendar",
+            Some(&token("tuscany-1")),
+            None,
+        )
+        .await,
         201,
         "a calendar feed",
     )["url"]
@@ -396,15 +499,29 @@ async fn a_programme_from_roster_to_cycle_report() {
     assert_eq!(moved["sequence"], 1);
     for (_, _, events, zone) in heads.iter_mut() {
         let session = coaching(events, CoachingChange::Moved).await;
-        let want = if zone == "Europe/London" { "16:00" } else { "17:00" };
+        let want = if zone == "Europe/London" {
+            "16:00"
+        } else {
+            "17:00"
+        };
         assert_eq!(local(session.start, zone), format!("{day} {want}"));
     }
     let event = vevent(&feed(feed_url.clone()).await, &id);
     assert_eq!(property(&event, "SEQUENCE").1, "1");
-    assert_eq!(property(&event, "DTSTART").1, format!("{}T170000", day.replace('-', "")));
+    assert_eq!(
+        property(&event, "DTSTART").1,
+        format!("{}T170000", day.replace('-', ""))
+    );
 
     // Cancelled: still in the feed, marked so calendar programs remove it.
-    let response = call(addr, "POST", &format!("/api/coachings/{id}/cancel"), Some(&moderator), None).await;
+    let response = call(
+        addr,
+        "POST",
+        &format!("/api/coachings/{id}/cancel"),
+        Some(&moderator),
+        None,
+    )
+    .await;
     expect(&response, 200, "a cancellation");
     for (_, _, events, _) in heads.iter_mut() {
         coaching(events, CoachingChange::Cancelled).await;
@@ -423,7 +540,14 @@ async fn a_programme_from_roster_to_cycle_report() {
         "time_zone": "Europe/Rome",
     });
     let booked = expect(
-        &call(addr, "POST", "/api/coachings", Some(&moderator), Some(&booking.to_string())).await,
+        &call(
+            addr,
+            "POST",
+            "/api/coachings",
+            Some(&moderator),
+            Some(&booking.to_string()),
+        )
+        .await,
         201,
         "a session soon",
     );
@@ -470,31 +594,79 @@ async fn a_programme_from_roster_to_cycle_report() {
     assert!(minutes("vejle-1") >= 1, "{}", report.body);
     assert!(minutes("tuscany-1") >= 1, "{}", report.body);
     assert_eq!(minutes("west-wales-1"), 0, "{}", report.body);
-    let markdown = call(addr, "GET", "/api/reports/trio-1/cycle-1?format=md", Some(&cora_token), None).await;
+    let markdown = call(
+        addr,
+        "GET",
+        "/api/reports/trio-1/cycle-1?format=md",
+        Some(&cora_token),
+        None,
+    )
+    .await;
     assert_eq!(markdown.status, 200);
     assert!(markdown.body.contains("Check-in"), "{}", markdown.body);
-    let response = call(addr, "GET", "/api/reports/trio-1/cycle-1", Some(&token("vejle-1")), None).await;
+    let response = call(
+        addr,
+        "GET",
+        "/api/reports/trio-1/cycle-1",
+        Some(&token("vejle-1")),
+        None,
+    )
+    .await;
     refused(&response, 403, "forbidden", "a head reading the report");
 
     // Revoked: the head is disconnected at once, and their tokens and feed no longer work.
     let revoked_feed = expect(
-        &call(addr, "POST", "/api/me/calendar", Some(&token("west-wales-1")), None).await,
+        &call(
+            addr,
+            "POST",
+            "/api/me/calendar",
+            Some(&token("west-wales-1")),
+            None,
+        )
+        .await,
         201,
         "a calendar feed",
     )["url"]
         .as_str()
         .unwrap()
         .to_owned();
-    let response = call(addr, "POST", "/api/people/west-wales-1/revoke", Some(&cora_token), None).await;
+    let response = call(
+        addr,
+        "POST",
+        "/api/people/west-wales-1/revoke",
+        Some(&cora_token),
+        None,
+    )
+    .await;
     assert_eq!(response.status, 204, "{}", response.body);
     let (_, _, events, _) = &mut heads[2];
     let closed = wait_for(events, |event| matches!(event, ClientEvent::Closed { .. })).await;
-    assert!(matches!(closed, ClientEvent::Closed { code: Some(4009), .. }), "{closed:?}");
+    assert!(
+        matches!(
+            closed,
+            ClientEvent::Closed {
+                code: Some(4009),
+                ..
+            }
+        ),
+        "{closed:?}"
+    );
     let body = json!({ "refresh_token": tokens["west-wales-1"]["refresh_token"] }).to_string();
     let response = call(addr, "POST", "/api/auth/refresh", None, Some(&body)).await;
     refused(&response, 401, "token_revoked", "a revoked refresh token");
-    let response = call(addr, "GET", "/api/coachings", Some(&token("west-wales-1")), None).await;
+    let response = call(
+        addr,
+        "GET",
+        "/api/coachings",
+        Some(&token("west-wales-1")),
+        None,
+    )
+    .await;
     refused(&response, 401, "token_revoked", "a revoked access token");
     let response = call(addr, "GET", &revoked_feed, None, None).await;
-    assert_eq!(response.status, 404, "a revoked person's calendar feed: {}", response.body);
+    assert_eq!(
+        response.status, 404,
+        "a revoked person's calendar feed: {}",
+        response.body
+    );
 }

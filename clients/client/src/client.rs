@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::timeout;
 use triad_protocol::{
-    Ack, ClientMsgId, CoachingSession, History, PresenceStatus, Request, RoomId, RoomInfo, Seq, ServerMessage,
-    Welcome,
+    Ack, ClientMsgId, CoachingSession, History, PresenceStatus, Request, RoomId, RoomInfo, Seq,
+    ServerMessage, Welcome,
 };
 
 use crate::config::ClientConfig;

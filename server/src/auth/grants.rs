@@ -295,8 +295,14 @@ impl Grants {
                 ));
             }
         };
-        if self.revoked_at(&person).await?.is_some_and(|at| issued_at <= at) {
-            return Err(GrantError::Revoked("access was withdrawn; sign in again".into()));
+        if self
+            .revoked_at(&person)
+            .await?
+            .is_some_and(|at| issued_at <= at)
+        {
+            return Err(GrantError::Revoked(
+                "access was withdrawn; sign in again".into(),
+            ));
         }
         if self.store.person(&person).await?.is_none() {
             return Err(GrantError::UnknownPerson(person));
@@ -374,7 +380,12 @@ pub async fn revoke_offline(
 ) -> Result<(), StoreError> {
     let revocations: Docs<'_, Revocation> = Docs::new(store, Collection::Revocations);
     revocations
-        .put(person.as_str(), &Revocation { revoked_at: now_ms() })
+        .put(
+            person.as_str(),
+            &Revocation {
+                revoked_at: now_ms(),
+            },
+        )
         .await?;
     let grants: Docs<'_, Grant> = Docs::new(store, Collection::Grants);
     for (key, grant) in grants.all().await? {

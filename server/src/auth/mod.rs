@@ -8,6 +8,6 @@ pub mod access;
 pub mod grants;
 pub mod jwt;
 
-pub use grants::{GrantError, GrantSettings, Grants};
 pub use access::{Access, access_to};
+pub use grants::{GrantError, GrantSettings, Grants};
 pub use jwt::{AuthError, Claims, TokenMinter, TokenVerifier, Verified};

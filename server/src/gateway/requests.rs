@@ -674,7 +674,11 @@ pub async fn room_info(
             status: gateway.hub.status(&p.id),
         })
         .filter(|m| !large || m.status != PresenceStatus::Offline)
-        .take(if large { limits::MAX_LISTED_MEMBERS } else { usize::MAX })
+        .take(if large {
+            limits::MAX_LISTED_MEMBERS
+        } else {
+            usize::MAX
+        })
         .collect();
     Ok(RoomInfo {
         id: record.id.clone(),

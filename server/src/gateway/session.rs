@@ -252,7 +252,11 @@ async fn start(
                 }
                 Ok(None) => continue,
                 Err(err) => {
-                    send_frame(&mut sink, &refuse(ErrorCode::StoreUnavailable, err.to_string())).await;
+                    send_frame(
+                        &mut sink,
+                        &refuse(ErrorCode::StoreUnavailable, err.to_string()),
+                    )
+                    .await;
                     close(&mut sink, CloseCode::SERVER_ERROR, "store unavailable").await;
                     return Err(sink);
                 }

@@ -136,6 +136,7 @@ pub async fn apply_roster(
 
 fn flatten(err: crate::store::docs::UpdateError<StoreError>) -> StoreError {
     match err {
-        crate::store::docs::UpdateError::Refused(err) | crate::store::docs::UpdateError::Store(err) => err,
+        crate::store::docs::UpdateError::Refused(err)
+        | crate::store::docs::UpdateError::Store(err) => err,
     }
 }

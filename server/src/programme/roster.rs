@@ -8,8 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 use triad_protocol::{PersonId, PersonInfo, Role, RoomId, RoomKind};
 
-use super::{COMMONS, STAFF};
 use super::model::Cycle;
+use super::{COMMONS, STAFF};
 use crate::store::{Programme, RoomRecord};
 
 /// One problem in a roster.
@@ -178,15 +178,27 @@ impl Roster {
             let e = entry.get_ref();
             let field = |name: &str| format!("cycles[{i}].{name}");
             if let Err(err) = RoomId::new(e.id.get_ref().clone()) {
-                c.report(&e.id, field("id"), err.to_string().replace("room id", "cycle id"));
+                c.report(
+                    &e.id,
+                    field("id"),
+                    err.to_string().replace("room id", "cycle id"),
+                );
             }
             if !cycle_ids.insert(e.id.get_ref().clone()) {
-                c.report(&e.id, field("id"), format!("cycle {:?} appears twice", e.id.get_ref()));
+                c.report(
+                    &e.id,
+                    field("id"),
+                    format!("cycle {:?} appears twice", e.id.get_ref()),
+                );
             }
             let mut date = |value: &Spanned<String>, name: &str| {
                 let parsed = chrono::NaiveDate::parse_from_str(value.get_ref(), "%Y-%m-%d");
                 if parsed.is_err() {
-                    c.report(value, field(name), format!("{:?} is not a date like 2026-09-01", value.get_ref()));
+                    c.report(
+                        value,
+                        field(name),
+                        format!("{:?} is not a date like 2026-09-01", value.get_ref()),
+                    );
                 }
                 parsed.ok()
             };
@@ -194,10 +206,18 @@ impl Roster {
             if let (Some(starts), Some(ends)) = (starts, ends)
                 && ends < starts
             {
-                c.report(&e.ends, field("ends"), "a cycle cannot end before it starts");
+                c.report(
+                    &e.ends,
+                    field("ends"),
+                    "a cycle cannot end before it starts",
+                );
             }
             if !region_ids.contains(e.host_region.get_ref()) {
-                c.report(&e.host_region, field("host_region"), format!("unknown region {:?}", e.host_region.get_ref()));
+                c.report(
+                    &e.host_region,
+                    field("host_region"),
+                    format!("unknown region {:?}", e.host_region.get_ref()),
+                );
             }
             if let (Some(starts), Some(ends)) = (starts, ends) {
                 cycles.push(Cycle {
@@ -508,13 +528,19 @@ ends = "2027-04-30"
 host_region = "tuscany"
 "#;
         let err = Roster::parse(text).unwrap_err();
-        let lines: Vec<_> = err.problems.iter().map(|p| (p.line, p.field.as_str())).collect();
+        let lines: Vec<_> = err
+            .problems
+            .iter()
+            .map(|p| (p.line, p.field.as_str()))
+            .collect();
         assert_eq!(
             lines,
             vec![(17, "cycles[1].ends"), (18, "cycles[1].host_region")],
             "{err}"
         );
-        let ok = text.replace("2027-09-01", "2027-01-01").replace("\"tuscany\"", "\"vejle\"");
+        let ok = text
+            .replace("2027-09-01", "2027-01-01")
+            .replace("\"tuscany\"", "\"vejle\"");
         let roster = Roster::parse(&ok).unwrap();
         assert_eq!(roster.cycles.len(), 2);
         assert_eq!(roster.cycles[0].starts.to_string(), "2026-09-01");

@@ -198,7 +198,10 @@ impl Schedule {
         change: Change,
     ) -> Result<CoachingSession, ScheduleError> {
         let now = now_ms();
-        let current = self.find(id).await?.ok_or_else(|| ScheduleError::NoCoaching(id.clone()))?;
+        let current = self
+            .find(id)
+            .await?
+            .ok_or_else(|| ScheduleError::NoCoaching(id.clone()))?;
         let record = self.room_for(by, &current.room).await?;
         let id_owned = id.clone();
         let (session, previous) = self
@@ -232,7 +235,10 @@ impl Schedule {
         id: &CoachingId,
     ) -> Result<CoachingSession, ScheduleError> {
         let now = now_ms();
-        let current = self.find(id).await?.ok_or_else(|| ScheduleError::NoCoaching(id.clone()))?;
+        let current = self
+            .find(id)
+            .await?
+            .ok_or_else(|| ScheduleError::NoCoaching(id.clone()))?;
         let record = self.room_for(by, &current.room).await?;
         let id_owned = id.clone();
         let session = self
@@ -289,7 +295,12 @@ impl Schedule {
     ) -> Result<Vec<CoachingSession>, StoreError> {
         let mut found = Vec::new();
         for room in rooms {
-            found.extend(self.of_room(room).await?.into_iter().filter(|s| s.end() > now));
+            found.extend(
+                self.of_room(room)
+                    .await?
+                    .into_iter()
+                    .filter(|s| s.end() > now),
+            );
         }
         found.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
         Ok(found)

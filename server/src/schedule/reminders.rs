@@ -36,8 +36,7 @@ pub fn due(session: &CoachingSession, now: Timestamp) -> Option<CoachingChange> 
         Some(CoachingChange::Started)
     } else if until <= 10 * MINUTE {
         Some(CoachingChange::ReminderSoon)
-    } else if until <= 24 * HOUR && until > HOUR && session.start - session.updated_at > 24 * HOUR
-    {
+    } else if until <= 24 * HOUR && until > HOUR && session.start - session.updated_at > 24 * HOUR {
         Some(CoachingChange::ReminderDay)
     } else {
         None
@@ -137,9 +136,15 @@ mod tests {
         let start = 100 * 24 * HOUR;
         let s = session(start, start - 7 * 24 * HOUR);
         assert_eq!(due(&s, start - 25 * HOUR), None);
-        assert_eq!(due(&s, start - 23 * HOUR), Some(CoachingChange::ReminderDay));
+        assert_eq!(
+            due(&s, start - 23 * HOUR),
+            Some(CoachingChange::ReminderDay)
+        );
         assert_eq!(due(&s, start - 30 * MINUTE), None);
-        assert_eq!(due(&s, start - 9 * MINUTE), Some(CoachingChange::ReminderSoon));
+        assert_eq!(
+            due(&s, start - 9 * MINUTE),
+            Some(CoachingChange::ReminderSoon)
+        );
         assert_eq!(due(&s, start), Some(CoachingChange::Started));
         assert_eq!(due(&s, start + 59 * MINUTE), Some(CoachingChange::Started));
         assert_eq!(due(&s, start + 60 * MINUTE), None);
@@ -150,7 +155,10 @@ mod tests {
         let start = 100 * 24 * HOUR;
         let s = session(start, start - 5 * HOUR);
         assert_eq!(due(&s, start - 4 * HOUR), None);
-        assert_eq!(due(&s, start - 5 * MINUTE), Some(CoachingChange::ReminderSoon));
+        assert_eq!(
+            due(&s, start - 5 * MINUTE),
+            Some(CoachingChange::ReminderSoon)
+        );
     }
 
     #[test]

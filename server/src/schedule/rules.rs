@@ -99,9 +99,10 @@ pub fn instant(start: &str, tz: Tz) -> Result<Timestamp, ScheduleError> {
 
 /// An instant as RFC 3339 UTC, for messages.
 pub fn utc(at: Timestamp) -> String {
-    Utc.timestamp_millis_opt(at)
-        .single()
-        .map_or_else(|| at.to_string(), |at| at.format("%Y-%m-%d %H:%M").to_string())
+    Utc.timestamp_millis_opt(at).single().map_or_else(
+        || at.to_string(),
+        |at| at.format("%Y-%m-%d %H:%M").to_string(),
+    )
 }
 
 fn check_title(title: &str) -> Result<String, ScheduleError> {
@@ -249,23 +250,33 @@ mod tests {
 
     #[test]
     fn local_wall_times_are_read_in_their_zone() {
-        let plan = booking("2026-12-01T16:00", "Europe/Rome").check(NOW).unwrap();
+        let plan = booking("2026-12-01T16:00", "Europe/Rome")
+            .check(NOW)
+            .unwrap();
         // 16:00 in Rome in winter is 15:00 UTC.
         assert_eq!(utc(plan.start), "2026-12-01 15:00");
-        let plan = booking("2026-12-01T15:00:00Z", "Europe/London").check(NOW).unwrap();
+        let plan = booking("2026-12-01T15:00:00Z", "Europe/London")
+            .check(NOW)
+            .unwrap();
         assert_eq!(utc(plan.start), "2026-12-01 15:00");
     }
 
     #[test]
     fn bad_bookings_are_refused_with_their_reason() {
-        let err = booking("2026-12-01T16:00", "Europe/Atlantis").check(NOW).unwrap_err();
+        let err = booking("2026-12-01T16:00", "Europe/Atlantis")
+            .check(NOW)
+            .unwrap_err();
         assert!(matches!(err, ScheduleError::UnknownTimeZone(_)), "{err}");
-        let err = booking("2020-01-01T16:00", "Europe/Rome").check(NOW).unwrap_err();
+        let err = booking("2020-01-01T16:00", "Europe/Rome")
+            .check(NOW)
+            .unwrap_err();
         assert!(matches!(err, ScheduleError::InPast(_)), "{err}");
         let err = booking("soon", "Europe/Rome").check(NOW).unwrap_err();
         assert!(matches!(err, ScheduleError::Invalid(_)), "{err}");
         // 02:30 on the last Sunday of March does not exist in Rome.
-        let err = booking("2027-03-28T02:30", "Europe/Rome").check(NOW).unwrap_err();
+        let err = booking("2027-03-28T02:30", "Europe/Rome")
+            .check(NOW)
+            .unwrap_err();
         assert!(matches!(err, ScheduleError::Invalid(_)), "{err}");
         let mut long = booking("2026-12-01T16:00", "Europe/Rome");
         long.duration_min = 600;

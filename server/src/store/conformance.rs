@@ -768,17 +768,61 @@ pub(super) mod suite {
         use crate::store::{Collection, Expect};
         let s = store.as_ref();
         assert_eq!(s.doc(Collection::Cycles, "c1").await.unwrap(), None);
-        assert!(s.write_doc(Collection::Cycles, "c1", Expect::Absent, Some("one".into())).await.unwrap());
-        assert!(!s.write_doc(Collection::Cycles, "c1", Expect::Absent, Some("two".into())).await.unwrap(),
-            "an insert over an existing document must not happen");
-        assert!(!s.write_doc(Collection::Cycles, "c1", Expect::Value("zzz".into()), None).await.unwrap());
-        assert!(s.write_doc(Collection::Cycles, "c1", Expect::Value("one".into()), Some("three".into())).await.unwrap());
-        assert_eq!(s.doc(Collection::Cycles, "c1").await.unwrap().as_deref(), Some("three"));
-        assert_eq!(s.doc(Collection::Regions, "c1").await.unwrap(), None, "collections are separate");
-        assert!(s.write_doc(Collection::Cycles, "a0", Expect::Anything, Some("first".into())).await.unwrap());
+        assert!(
+            s.write_doc(Collection::Cycles, "c1", Expect::Absent, Some("one".into()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.write_doc(Collection::Cycles, "c1", Expect::Absent, Some("two".into()))
+                .await
+                .unwrap(),
+            "an insert over an existing document must not happen"
+        );
+        assert!(
+            !s.write_doc(Collection::Cycles, "c1", Expect::Value("zzz".into()), None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.write_doc(
+                Collection::Cycles,
+                "c1",
+                Expect::Value("one".into()),
+                Some("three".into())
+            )
+            .await
+            .unwrap()
+        );
+        assert_eq!(
+            s.doc(Collection::Cycles, "c1").await.unwrap().as_deref(),
+            Some("three")
+        );
+        assert_eq!(
+            s.doc(Collection::Regions, "c1").await.unwrap(),
+            None,
+            "collections are separate"
+        );
+        assert!(
+            s.write_doc(
+                Collection::Cycles,
+                "a0",
+                Expect::Anything,
+                Some("first".into())
+            )
+            .await
+            .unwrap()
+        );
         let all = s.docs(Collection::Cycles).await.unwrap();
-        assert_eq!(all, vec![("a0".into(), "first".into()), ("c1".into(), "three".into())]);
-        assert!(s.write_doc(Collection::Cycles, "a0", Expect::Anything, None).await.unwrap());
+        assert_eq!(
+            all,
+            vec![("a0".into(), "first".into()), ("c1".into(), "three".into())]
+        );
+        assert!(
+            s.write_doc(Collection::Cycles, "a0", Expect::Anything, None)
+                .await
+                .unwrap()
+        );
         assert_eq!(s.docs(Collection::Cycles).await.unwrap().len(), 1);
 
         // Twenty concurrent increments of one counter: none is lost.

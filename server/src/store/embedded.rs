@@ -40,8 +40,8 @@ use triad_protocol::{
 
 use super::stored_call::StoredCall;
 use super::{
-    Appended, CallRecord, Collection, EventSink, Expect, HistoryPage, Page, Programme, RoomRecord, RoomState, Store,
-    StoreError, now_ms,
+    Appended, CallRecord, Collection, EventSink, Expect, HistoryPage, Page, Programme, RoomRecord,
+    RoomState, Store, StoreError, now_ms,
 };
 
 /// How many commands may wait for the writer before callers wait to enqueue.
@@ -258,7 +258,9 @@ impl Store for EmbeddedStore {
         let key = key.to_owned();
         self.read(move |txn| {
             let docs = txn.open_table(DOCS).map_err(storage)?;
-            let found = docs.get((collection.as_str(), key.as_str())).map_err(storage)?;
+            let found = docs
+                .get((collection.as_str(), key.as_str()))
+                .map_err(storage)?;
             Ok(found.map(|value| value.value().to_owned()))
         })
         .await

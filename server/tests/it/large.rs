@@ -37,13 +37,28 @@ async fn a_large_commons_lists_who_is_online_and_pages_the_rest() {
     let (mut anna, _) = server.signed_in("anna.jensen").await;
     let (_marco, welcome) = server.signed_in("marco.rossi").await;
 
-    let commons = welcome.rooms.iter().find(|r| r.id.as_str() == "commons").unwrap();
+    let commons = welcome
+        .rooms
+        .iter()
+        .find(|r| r.id.as_str() == "commons")
+        .unwrap();
     let total = commons.member_count as usize;
     assert!(total > limits::MAX_LISTED_MEMBERS, "{total}");
     let listed: Vec<&str> = commons.members.iter().map(|m| m.person.as_str()).collect();
-    assert!(listed.contains(&"anna.jensen") && listed.contains(&"marco.rossi"), "{listed:?}");
-    assert_eq!(listed.len(), 2, "only the people online are listed: {listed:?}");
-    let trio = welcome.rooms.iter().find(|r| r.id.as_str() == "trio-1").unwrap();
+    assert!(
+        listed.contains(&"anna.jensen") && listed.contains(&"marco.rossi"),
+        "{listed:?}"
+    );
+    assert_eq!(
+        listed.len(),
+        2,
+        "only the people online are listed: {listed:?}"
+    );
+    let trio = welcome
+        .rooms
+        .iter()
+        .find(|r| r.id.as_str() == "trio-1")
+        .unwrap();
     assert_eq!(trio.members.len(), 3, "a small room lists everyone");
     assert_eq!(trio.member_count, 3);
 
@@ -58,7 +73,10 @@ async fn a_large_commons_lists_who_is_online_and_pages_the_rest() {
             }
         }
     }
-    assert!(matches!(anna.call(Request::Ping).await, ServerMessage::Pong));
+    assert!(matches!(
+        anna.call(Request::Ping).await,
+        ServerMessage::Pong
+    ));
     while let Some(frame) = anna.pending.pop_front() {
         if let ServerMessage::Presence { room, person, .. } = frame.message {
             seen.push((room.to_string(), person.to_string()));
@@ -80,7 +98,10 @@ async fn a_large_commons_lists_who_is_online_and_pages_the_rest() {
                 limit: Some(50),
             })
             .await;
-        let ServerMessage::Members { members, has_more, .. } = answer else {
+        let ServerMessage::Members {
+            members, has_more, ..
+        } = answer
+        else {
             panic!("expected members, got {answer:?}");
         };
         assert!(members.len() <= 50);

@@ -253,7 +253,14 @@ async fn bookings_and_cancellations_are_mailed_to_the_trio() {
     let booking = format!(
         r#"{{"room":"trio-1","title":"Visit follow-up","start":"{day}T10:00","duration_min":45,"time_zone":"Europe/Rome"}}"#
     );
-    let (status, _, body) = http(server.addr, "POST", "/api/coachings", Some(&moderator), Some(&booking)).await;
+    let (status, _, body) = http(
+        server.addr,
+        "POST",
+        "/api/coachings",
+        Some(&moderator),
+        Some(&booking),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
         .as_str()
@@ -261,7 +268,10 @@ async fn bookings_and_cancellations_are_mailed_to_the_trio() {
         .to_owned();
     let booked = sink.wait_for("marco@example.org", 1).await;
     let subject = booked[0].header("Subject").unwrap_or_default();
-    assert!(subject.contains("booked") && subject.contains("Visit follow-up"), "{subject}");
+    assert!(
+        subject.contains("booked") && subject.contains("Visit follow-up"),
+        "{subject}"
+    );
     assert!(booked[0].text().contains("10:00"), "{}", booked[0].text());
 
     let path = format!("/api/coachings/{id}/cancel");

@@ -137,7 +137,11 @@ fn mail_members(gateway: &Arc<Gateway>, session: &CoachingSession, change: Coach
             let Ok(Some(info)) = store.person(&person).await else {
                 continue;
             };
-            if let Err(err) = gateway.mailer.reminder(&info, &session, &room.title, change).await {
+            if let Err(err) = gateway
+                .mailer
+                .reminder(&info, &session, &room.title, change)
+                .await
+            {
                 tracing::warn!(%person, error = %err, "a coaching e-mail was not sent");
             }
         }

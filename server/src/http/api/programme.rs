@@ -115,12 +115,7 @@ async fn roster(
             format!("the roster has {} problem(s)", err.problems.len()),
         )
     })?;
-    if !roster
-        .programme
-        .people
-        .iter()
-        .any(|p| p.id == caller.0.id)
-    {
+    if !roster.programme.people.iter().any(|p| p.id == caller.0.id) {
         return Err(ApiError::new(
             ErrorCode::RosterInvalid,
             format!("the roster leaves out {}, who is applying it", caller.0.id),
@@ -167,7 +162,9 @@ async fn invite(
     };
     let invitation = match gateway.grants.invite(&body.person, &caller.0.id, ttl).await {
         Err(crate::auth::GrantError::UnknownPerson(person)) => {
-            return Err(ApiError::not_found(format!("no person {person} in the programme")));
+            return Err(ApiError::not_found(format!(
+                "no person {person} in the programme"
+            )));
         }
         other => other?,
     };

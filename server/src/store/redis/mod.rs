@@ -46,8 +46,8 @@ use self::records::{StoredRoom, decode, encode, event_of_entry, event_without_po
 use self::scripts::{Effect, Reply};
 use super::stored_call::StoredCall;
 use super::{
-    Appended, CallRecord, Collection, EventSink, Expect, HistoryPage, Page, Programme, RoomRecord, RoomState, Store,
-    StoreError,
+    Appended, CallRecord, Collection, EventSink, Expect, HistoryPage, Page, Programme, RoomRecord,
+    RoomState, Store, StoreError,
 };
 
 /// How the Redis backend talks to Redis.
