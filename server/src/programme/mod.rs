@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod edit;
 pub mod model;
 pub mod pins;
 pub mod roster;

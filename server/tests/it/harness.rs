@@ -65,7 +65,9 @@ impl TestServer {
         {
             let store = EmbeddedStore::open(&config.store_path(), Arc::new(NoSink)).unwrap();
             let roster = Roster::parse(DEMO_ROSTER).unwrap();
-            store.apply_programme(&roster.programme).await.unwrap();
+            triad_server::programme::admin::apply_roster(&store, None, &roster)
+                .await
+                .unwrap();
         }
         Self::run(config, Arc::new(dir)).await
     }
@@ -78,7 +80,9 @@ impl TestServer {
         {
             let store = EmbeddedStore::open(&config.store_path(), Arc::new(NoSink)).unwrap();
             let roster = Roster::parse(DEMO_ROSTER).unwrap();
-            store.apply_programme(&roster.programme).await.unwrap();
+            triad_server::programme::admin::apply_roster(&store, None, &roster)
+                .await
+                .unwrap();
             seed(&store).await;
         }
         Self::run(config, Arc::new(dir)).await

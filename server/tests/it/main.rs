@@ -10,5 +10,6 @@ mod harness;
 mod large;
 mod mail;
 mod pins;
+mod programme;
 mod report;
 mod smtp_sink;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -14,13 +14,18 @@ use triad_protocol::{ErrorCode, PersonId, PersonInfo, RoomId, RoomKind, Timestam
 use super::{ApiError, ApiResult, Body, Caller, ProblemBody};
 use crate::gateway::Gateway;
 use crate::programme::admin::{self, ImportSummary};
+use crate::programme::edit::{CycleEntry, PersonEntry, RegionEntry, RosterDoc, TrioEntry};
 use crate::programme::{Cycle, Region, Roster, model};
 
 /// The routes.
 pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/programme", get(programme))
-        .route("/roster", put(roster))
+        .route("/roster", put(roster).get(roster_file))
+        .route("/people/{id}", put(put_person).delete(delete_person))
+        .route("/trios/{id}", put(put_trio).delete(delete_trio))
+        .route("/cycles/{id}", put(put_cycle))
+        .route("/regions/{id}", put(put_region))
         .route("/invitations", post(invite))
         .route("/people/{id}/revoke", post(revoke))
 }
@@ -100,12 +105,36 @@ async fn roster(
     text: String,
 ) -> ApiResult<Json<ImportSummary>> {
     caller.coordinator()?;
-    let roster = Roster::parse(&text).map_err(|err| ApiError {
+    apply(&gateway, &caller, &text, true).await
+}
+
+/// `GET /api/roster` (coordinator): the programme as a roster file, to edit and apply.
+async fn roster_file(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+) -> ApiResult<([(header::HeaderName, &'static str); 1], String)> {
+    caller.coordinator()?;
+    let doc = RosterDoc::current(gateway.store.as_ref()).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/toml; charset=utf-8")],
+        doc.to_toml(),
+    ))
+}
+
+/// Validates a roster text whole and applies it. `lines`: whether the problems' lines
+/// mean anything to the caller (not for a roster written from a JSON change).
+async fn apply(
+    gateway: &Arc<Gateway>,
+    caller: &Caller,
+    text: &str,
+    lines: bool,
+) -> ApiResult<Json<ImportSummary>> {
+    let roster = Roster::parse(text).map_err(|err| ApiError {
         problems: err
             .problems
             .iter()
             .map(|p| ProblemBody {
-                line: Some(p.line),
+                line: lines.then_some(p.line),
                 field: p.field.clone(),
                 message: p.message.clone(),
             })
@@ -118,14 +147,181 @@ async fn roster(
     if !roster.programme.people.iter().any(|p| p.id == caller.0.id) {
         return Err(ApiError::new(
             ErrorCode::RosterInvalid,
-            format!("the roster leaves out {}, who is applying it", caller.0.id),
+            format!("the change leaves out {}, who is making it", caller.0.id),
         ));
     }
     let summary = admin::apply_roster(gateway.store.as_ref(), Some(&gateway.grants), &roster).await;
     gateway.programme.invalidate();
     let summary = summary?;
-    tracing::info!(by = %caller.0.id, people = summary.people, trios = summary.trios, removed = summary.removed.len(), "roster applied");
+    tracing::info!(by = %caller.0.id, people = summary.people, trios = summary.trios, removed = summary.removed.len(), "programme changed");
     Ok(Json(summary))
+}
+
+/// Applies one change to the current programme, through the roster's validation.
+async fn change(
+    gateway: &Arc<Gateway>,
+    caller: &Caller,
+    edit: impl FnOnce(&mut RosterDoc) -> ApiResult<()>,
+) -> ApiResult<Json<ImportSummary>> {
+    caller.coordinator()?;
+    let mut doc = RosterDoc::current(gateway.store.as_ref()).await?;
+    edit(&mut doc)?;
+    apply(gateway, caller, &doc.to_toml(), false).await
+}
+
+/// A person as `PUT /api/people/{id}` takes them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersonBody {
+    name: String,
+    role: triad_protocol::Role,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    school: String,
+    time_zone: String,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+/// `PUT /api/people/{id}` (coordinator): adds or replaces a person.
+async fn put_person(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<PersonBody>,
+) -> ApiResult<Json<ImportSummary>> {
+    change(&gateway, &caller, |doc| {
+        doc.put_person(PersonEntry {
+            id,
+            name: body.name,
+            role: body.role,
+            region: body.region,
+            school: body.school,
+            time_zone: body.time_zone,
+            email: body.email,
+        });
+        Ok(())
+    })
+    .await
+}
+
+/// `DELETE /api/people/{id}` (coordinator): removes a person from the programme (and from
+/// their trio, which is then refused as a trio of two until it is changed too); their
+/// connections close at once.
+async fn delete_person(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ImportSummary>> {
+    change(&gateway, &caller, |doc| {
+        if doc.remove_person(&id) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!("no person {id}")))
+        }
+    })
+    .await
+}
+
+/// A trio as `PUT /api/trios/{id}` takes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrioBody {
+    #[serde(default)]
+    title: Option<String>,
+    heads: Vec<String>,
+    #[serde(default)]
+    moderators: Vec<String>,
+}
+
+/// `PUT /api/trios/{id}` (coordinator): adds or replaces a trio and its moderators.
+async fn put_trio(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<TrioBody>,
+) -> ApiResult<Json<ImportSummary>> {
+    change(&gateway, &caller, |doc| {
+        doc.put_trio(TrioEntry {
+            id,
+            title: body.title,
+            heads: body.heads,
+            moderators: body.moderators,
+        });
+        Ok(())
+    })
+    .await
+}
+
+/// `DELETE /api/trios/{id}` (coordinator): dissolves a trio; its room keeps its history.
+async fn delete_trio(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ImportSummary>> {
+    change(&gateway, &caller, |doc| {
+        if doc.remove_trio(&id) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!("no trio {id}")))
+        }
+    })
+    .await
+}
+
+/// A cycle as `PUT /api/cycles/{id}` takes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CycleBody {
+    name: String,
+    starts: String,
+    ends: String,
+    host_region: String,
+}
+
+/// `PUT /api/cycles/{id}` (coordinator): adds or replaces a cycle.
+async fn put_cycle(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<CycleBody>,
+) -> ApiResult<Json<ImportSummary>> {
+    change(&gateway, &caller, |doc| {
+        doc.put_cycle(CycleEntry {
+            id,
+            name: body.name,
+            starts: body.starts,
+            ends: body.ends,
+            host_region: body.host_region,
+        });
+        Ok(())
+    })
+    .await
+}
+
+/// A region as `PUT /api/regions/{id}` takes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionBody {
+    name: String,
+}
+
+/// `PUT /api/regions/{id}` (coordinator): adds or renames a region.
+async fn put_region(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<RegionBody>,
+) -> ApiResult<Json<ImportSummary>> {
+    change(&gateway, &caller, |doc| {
+        doc.put_region(RegionEntry {
+            id,
+            name: body.name,
+        });
+        Ok(())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
