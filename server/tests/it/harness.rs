@@ -20,8 +20,8 @@ use triad_server::auth::TokenMinter;
 use triad_server::config::Config;
 use triad_server::programme::{DEMO_ROSTER, Roster};
 use triad_server::server::Server;
+use triad_server::store::NoSink;
 use triad_server::store::embedded::EmbeddedStore;
-use triad_server::store::{NoSink, Store};
 
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 
