@@ -9,17 +9,52 @@ use anyhow::{Context, bail};
 
 const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
+/// Where ports are chosen: below the kernel's ephemeral range, so that no `bind` to port 0
+/// and no outgoing connection (of a test running alongside, say) can take a port between
+/// the moment it is chosen here and the moment its server binds it.
+fn range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if ephemeral_low > 12_000 {
+        (10_000, ephemeral_low - 1)
+    } else {
+        // An unusual ephemeral range: pick above it instead.
+        (61_000, 65_000)
+    }
+}
+
+/// A port of the range, chosen at random.
+fn candidate(span: u16) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let (low, high) = range();
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    hasher.write_u128(now.map_or(0, |d| d.as_nanos()));
+    hasher.write_u32(std::process::id());
+    let width = u64::from(high.saturating_sub(low).saturating_sub(span).max(1));
+    low + u16::try_from(hasher.finish() % width).unwrap_or(0)
+}
+
 /// A loopback TCP port that was free a moment ago.
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((LOOPBACK, 0)).context("no free port")?;
-    Ok(listener.local_addr()?.port())
+    for _ in 0..200 {
+        let port = candidate(1);
+        if TcpListener::bind((LOOPBACK, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port")
 }
 
 /// A loopback port free for both TCP and UDP (STUN and TURN listen on both).
 pub fn free_dual_port() -> anyhow::Result<u16> {
-    for _ in 0..50 {
-        let tcp = TcpListener::bind((LOOPBACK, 0))?;
-        let port = tcp.local_addr()?.port();
+    for _ in 0..200 {
+        let port = candidate(1);
+        let Ok(_tcp) = TcpListener::bind((LOOPBACK, port)) else {
+            continue;
+        };
         if UdpSocket::bind((LOOPBACK, port)).is_ok() {
             return Ok(port);
         }
@@ -29,8 +64,8 @@ pub fn free_dual_port() -> anyhow::Result<u16> {
 
 /// `count` consecutive loopback UDP ports that were free a moment ago: the TURN relay range.
 pub fn free_udp_range(count: u16) -> anyhow::Result<(u16, u16)> {
-    for _ in 0..50 {
-        let first = UdpSocket::bind((LOOPBACK, 0))?.local_addr()?.port();
+    for _ in 0..200 {
+        let first = candidate(count);
         let Some(last) = first.checked_add(count - 1) else {
             continue;
         };

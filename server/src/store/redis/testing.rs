@@ -138,8 +138,30 @@ impl Drop for RedisProcess {
     }
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, chosen below the kernel's ephemeral range: a port
+/// handed out for `bind` to port 0 or for an outgoing connection could be taken by another
+/// test between now and when Redis binds it (or while a stopped Redis is down before its
+/// restart on the same port); one from below that range cannot.
 fn free_port() -> io::Result<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, high) = if ephemeral_low > 12_000 {
+        (10_000, ephemeral_low)
+    } else {
+        (61_000, 65_000)
+    };
+    for attempt in 0..200u32 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.write_u32(attempt);
+        let port = low + u16::try_from(hasher.finish() % u64::from(high - low)).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
