@@ -580,7 +580,7 @@ async fn a_programme_from_roster_to_cycle_report() {
     )
     .await;
     assert_eq!(report.status, 200, "{}", report.body);
-    // Columns: row,session,session_title,session_start_utc,person,name,role,minutes,messages
+    // Columns: row,session,session_title,session_start_utc,person,name,role,minutes,messages,joined_utc
     let minutes = |person: &str| -> u64 {
         report
             .body
@@ -594,6 +594,17 @@ async fn a_programme_from_roster_to_cycle_report() {
     assert!(minutes("vejle-1") >= 1, "{}", report.body);
     assert!(minutes("tuscany-1") >= 1, "{}", report.body);
     assert_eq!(minutes("west-wales-1"), 0, "{}", report.body);
+    let joined = report
+        .body
+        .lines()
+        .find(|line| line.starts_with("attendance,") && line.contains(",vejle-1,"))
+        .and_then(|line| line.split(',').nth(9))
+        .unwrap_or_default();
+    assert!(
+        joined.ends_with('Z'),
+        "when Anna's colleague joined: {}",
+        report.body
+    );
     let markdown = call(
         addr,
         "GET",

@@ -12,6 +12,7 @@
 //! | `role` | `head`, `moderator`, `coordinator` or `former member` | the same |
 //! | `minutes` | whole minutes in the session's call, 0 if absent | empty |
 //! | `messages` | empty | chat messages written within the cycle |
+//! | `joined_utc` | when they first joined the session's call, RFC 3339 UTC; empty if absent | empty |
 //!
 //! Attendance rows come first: for each session that has started (cancelled and upcoming ones
 //! have no numbers), one row per head and moderator of the trio, then one per anyone else
@@ -25,7 +26,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::{CycleReport, Member, role_name};
 
 /// The header row.
-pub const HEADER: [&str; 9] = [
+pub const HEADER: [&str; 10] = [
     "row",
     "session",
     "session_title",
@@ -35,6 +36,7 @@ pub const HEADER: [&str; 9] = [
     "role",
     "minutes",
     "messages",
+    "joined_utc",
 ];
 
 impl CycleReport {
@@ -47,16 +49,12 @@ impl CycleReport {
             let Some(attendance) = &session.attendance else {
                 continue;
             };
-            let start = DateTime::<Utc>::from_timestamp_millis(session.start).map_or_else(
-                || session.start.to_string(),
-                |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
-            );
-            let minutes_of = |member: &Member| {
+            let start = rfc3339(session.start);
+            let attended = |member: &Member| {
                 attendance
                     .attended
                     .iter()
                     .find(|a| a.member.person == member.person)
-                    .map_or(0, |a| a.minutes)
             };
             let others = attendance
                 .attended
@@ -74,8 +72,9 @@ impl CycleReport {
                         text(member.person.as_str()),
                         text(&member.name),
                         role_name(member.role).into(),
-                        minutes_of(member).to_string(),
+                        attended(member).map_or(0, |a| a.minutes).to_string(),
                         String::new(),
+                        attended(member).map_or_else(String::new, |a| rfc3339(a.joined_at)),
                     ],
                 );
             }
@@ -94,11 +93,20 @@ impl CycleReport {
                     role_name(member.role).into(),
                     String::new(),
                     activity.messages.to_string(),
+                    String::new(),
                 ],
             );
         }
         out
     }
+}
+
+/// An instant as RFC 3339 UTC, to the second.
+fn rfc3339(at: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(at).map_or_else(
+        || at.to_string(),
+        |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
 }
 
 fn line(out: &mut String, fields: &[String]) {
@@ -139,14 +147,14 @@ mod tests {
         assert_eq!(
             &lines[1..],
             &[
-                "attendance,cs-1,Feedback that <lands>,2025-03-04T14:00:00Z,anna.jensen,Anna Jensen,head,58,",
-                "attendance,cs-1,Feedback that <lands>,2025-03-04T14:00:00Z,marco.rossi,\"Marco <Rossi> & \"\"Co\"\"\",head,0,",
-                "attendance,cs-1,Feedback that <lands>,2025-03-04T14:00:00Z,rhian.evans,\"Rhian, Evans\",head,0,",
-                "attendance,cs-1,Feedback that <lands>,2025-03-04T14:00:00Z,sara.moderator,Sara Lind,moderator,61,",
-                "messages,,,,anna.jensen,Anna Jensen,head,,12",
-                "messages,,,,marco.rossi,\"Marco <Rossi> & \"\"Co\"\"\",head,,3",
-                "messages,,,,rhian.evans,\"Rhian, Evans\",head,,0",
-                "messages,,,,sara.moderator,Sara Lind,moderator,,1",
+                "attendance,cs-1,Feedback that <lands>,2025-03-04T14:00:00Z,anna.jensen,Anna Jensen,head,58,,2025-03-04T14:01:00Z",
+                "attendance,cs-1,Feedback that <lands>,2025-03-04T14:00:00Z,marco.rossi,\"Marco <Rossi> & \"\"Co\"\"\",head,0,,",
+                "attendance,cs-1,Feedback that <lands>,2025-03-04T14:00:00Z,rhian.evans,\"Rhian, Evans\",head,0,,",
+                "attendance,cs-1,Feedback that <lands>,2025-03-04T14:00:00Z,sara.moderator,Sara Lind,moderator,61,,2025-03-04T13:59:00Z",
+                "messages,,,,anna.jensen,Anna Jensen,head,,12,",
+                "messages,,,,marco.rossi,\"Marco <Rossi> & \"\"Co\"\"\",head,,3,",
+                "messages,,,,rhian.evans,\"Rhian, Evans\",head,,0,",
+                "messages,,,,sara.moderator,Sara Lind,moderator,,1,",
             ],
             "the cancelled session has no rows:\n{csv}"
         );

@@ -81,7 +81,14 @@ impl CycleReport {
                     Some(a) => (
                         a.attended
                             .iter()
-                            .map(|p| format!("{} ({} min)", escape(&p.member.name), p.minutes))
+                            .map(|p| {
+                                format!(
+                                    "{} (joined {} UTC, {} min)",
+                                    escape(&p.member.name),
+                                    super::clock(p.joined_at),
+                                    p.minutes
+                                )
+                            })
                             .collect::<Vec<_>>()
                             .join(", "),
                         names(&a.absent),
@@ -205,7 +212,9 @@ mod tests {
             "{html}"
         );
         assert!(
-            html.contains("Anna Jensen (58 min), Sara Lind (61 min)"),
+            html.contains(
+                "Anna Jensen (joined 14:01 UTC, 58 min), Sara Lind (joined 13:59 UTC, 61 min)"
+            ),
             "{html}"
         );
         assert!(

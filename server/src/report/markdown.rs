@@ -64,7 +64,14 @@ impl CycleReport {
                         } else {
                             a.attended
                                 .iter()
-                                .map(|p| format!("{} ({} min)", text(&p.member.name), p.minutes))
+                                .map(|p| {
+                                    format!(
+                                        "{} (joined {} UTC, {} min)",
+                                        text(&p.member.name),
+                                        super::clock(p.joined_at),
+                                        p.minutes
+                                    )
+                                })
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         },
@@ -169,7 +176,7 @@ mod tests {
         );
         assert!(md.contains("Moderators: Sara Lind"), "{md}");
         assert!(
-            md.contains("| Feedback that \\<lands\\> | 2025-03-04 14:00 UTC | 2025-03-04 15:00 Europe/Rome | 60 min | held | Anna Jensen (58 min), Sara Lind (61 min) |"),
+            md.contains("| Feedback that \\<lands\\> | 2025-03-04 14:00 UTC | 2025-03-04 15:00 Europe/Rome | 60 min | held | Anna Jensen (joined 14:01 UTC, 58 min), Sara Lind (joined 13:59 UTC, 61 min) |"),
             "{md}"
         );
         assert!(

@@ -123,6 +123,8 @@ pub struct Attendee {
     pub member: Member,
     /// Their time in the session's call, in whole minutes.
     pub minutes: u32,
+    /// When they first joined the session's call.
+    pub joined_at: Timestamp,
 }
 
 /// One person's chat messages within the cycle.
@@ -261,6 +263,7 @@ pub async fn build(
                     .map(|a| Attendee {
                         member: names.member(&a.person),
                         minutes: a.minutes,
+                        joined_at: a.first_joined,
                     })
                     .collect();
                 let absent = everyone
@@ -431,6 +434,12 @@ impl CycleReport {
 }
 
 /// `2025-03-04 14:00 UTC`.
+/// The time of day of an instant, UTC (`14:02`), for when someone joined.
+pub fn clock(at: Timestamp) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at)
+        .map_or_else(|| at.to_string(), |t| t.format("%H:%M").to_string())
+}
+
 pub fn utc(at: Timestamp) -> String {
     DateTime::<Utc>::from_timestamp_millis(at).map_or_else(
         || at.to_string(),
@@ -536,10 +545,12 @@ pub(crate) mod sample {
                             Attendee {
                                 member: anna.clone(),
                                 minutes: 58,
+                                joined_at: START + 60_000,
                             },
                             Attendee {
                                 member: sara.clone(),
                                 minutes: 61,
+                                joined_at: START - 60_000,
                             },
                         ],
                         absent: vec![marco.clone(), rhian.clone()],

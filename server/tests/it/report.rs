@@ -256,7 +256,7 @@ async fn a_cycle_report_shows_attendance_messages_and_key_learning_in_three_form
     let lines: Vec<&str> = csv.body.split_terminator("\r\n").collect();
     assert_eq!(
         lines[0],
-        "row,session,session_title,session_start_utc,person,name,role,minutes,messages"
+        "row,session,session_title,session_start_utc,person,name,role,minutes,messages,joined_utc"
     );
     let rows: Vec<Vec<&str>> = lines[1..].iter().map(|l| l.split(',').collect()).collect();
     let minutes: Vec<(&str, &str, &str)> = rows
