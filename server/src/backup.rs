@@ -25,9 +25,14 @@
 //!    (`ended_at` and `left_at` are `null` while the call or the stretch goes on).
 //! 6. `read`, one per read marker past 0 of a room's members and moderators:
 //!    `{"type":"read","room":…,"person":…,"seq":<n>}`.
-//! 7. `end`, the last line, with how many lines of each kind came before it:
-//!    `{"type":"end","people":…,"rooms":…,"events":…,"calls":…,"reads":…}`. A file without
-//!    it was cut short.
+//! 7. `doc`, one per document of the programme's state beyond people and rooms (regions,
+//!    cycles, coaching sessions, invitations, sign-in grants, revocations, pins,
+//!    preferences, calendar keys, one-time jobs done), the value as the store holds it:
+//!    `{"type":"doc","collection":"coachings","key":"trio-1","value":"[…]"}`.
+//! 8. `end`, the last line, with how many lines of each kind came before it:
+//!    `{"type":"end","people":…,"rooms":…,"events":…,"calls":…,"reads":…,"docs":…}`. A file
+//!    without it was cut short. (`docs` may be absent in a backup written before documents
+//!    existed.)
 //!
 //! Timestamps are UTC milliseconds. Blank lines are ignored; unknown fields too.
 //!
@@ -38,7 +43,8 @@
 //! refused ([`BackupError::Occupied`]); in both cases nothing is written. Then the people
 //! and rooms are applied as a programme, each room's events are restored in order
 //! ([`Store::restore_event`]: same seq, timestamp, author and body, de-duplication ids
-//! included, moderators' joins replayed), then the call records and the read markers.
+//! included, moderators' joins replayed), then the call records, the read markers and the
+//! documents (each written over what the store holds under its key).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -51,7 +57,8 @@ use triad_protocol::{
 };
 
 use crate::store::{
-    Attendance, CallRecord, Page, Programme, RoomRecord, Store, StoreError, now_ms,
+    Attendance, CallRecord, Collection, Expect, Page, Programme, RoomRecord, Store, StoreError,
+    now_ms,
 };
 
 /// The `format` of the header line.
@@ -153,14 +160,16 @@ pub struct Counts {
     pub calls: usize,
     /// Read markers.
     pub reads: usize,
+    /// Documents.
+    pub docs: usize,
 }
 
 impl fmt::Display for Counts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} people, {} rooms, {} events, {} call records, {} read markers",
-            self.people, self.rooms, self.events, self.calls, self.reads
+            "{} people, {} rooms, {} events, {} call records, {} read markers, {} documents",
+            self.people, self.rooms, self.events, self.calls, self.reads, self.docs
         )
     }
 }
@@ -188,7 +197,15 @@ enum Line {
     Event { event: RoomEvent },
     Call(CallLine),
     Read(ReadLine),
+    Doc(DocLine),
     End(EndLine),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DocLine {
+    collection: String,
+    key: String,
+    value: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -240,6 +257,8 @@ struct EndLine {
     events: usize,
     calls: usize,
     reads: usize,
+    #[serde(default)]
+    docs: usize,
 }
 
 impl RoomLine {
@@ -359,12 +378,24 @@ pub async fn export(store: &dyn Store, out: &mut dyn Write) -> Result<Counts, Ba
             }
         }
     }
+    for collection in Collection::ALL.into_iter().filter(|c| c.is_backed_up()) {
+        for (key, value) in store.docs(collection).await? {
+            let doc = DocLine {
+                collection: collection.as_str().to_owned(),
+                key,
+                value,
+            };
+            write_line(out, &Line::Doc(doc))?;
+            counts.docs += 1;
+        }
+    }
     let end = EndLine {
         people: counts.people,
         rooms: counts.rooms,
         events: counts.events,
         calls: counts.calls,
         reads: counts.reads,
+        docs: counts.docs,
     };
     write_line(out, &Line::End(end))?;
     out.flush().map_err(BackupError::Write)?;
@@ -413,6 +444,7 @@ pub struct Backup {
     rooms: Vec<RoomContent>,
     calls: Vec<(usize, CallLine)>,
     reads: Vec<(usize, ReadLine)>,
+    docs: Vec<(usize, Collection, DocLine)>,
 }
 
 /// A room of a backup with its events, each with its line.
@@ -446,6 +478,7 @@ impl Backup {
             events: self.rooms.iter().map(|room| room.events.len()).sum(),
             calls: self.calls.len(),
             reads: self.reads.len(),
+            docs: self.docs.len(),
         }
     }
 
@@ -470,6 +503,7 @@ struct Reader {
     events: Vec<(usize, RoomEvent)>,
     calls: Vec<(usize, CallLine)>,
     reads: Vec<(usize, ReadLine)>,
+    docs: Vec<(usize, Collection, DocLine)>,
 }
 
 impl Reader {
@@ -519,6 +553,15 @@ impl Reader {
             Ok(Line::Event { event }) => self.events.push((number, event)),
             Ok(Line::Call(call)) => self.calls.push((number, call)),
             Ok(Line::Read(read)) => self.reads.push((number, read)),
+            Ok(Line::Doc(doc)) => match Collection::named(&doc.collection) {
+                Some(collection) if collection.is_backed_up() => {
+                    self.docs.push((number, collection, doc));
+                }
+                _ => self.problem(
+                    number,
+                    format!("unknown document collection {:?}", doc.collection),
+                ),
+            },
             Ok(Line::End(end)) => self.end = Some((number, end)),
         }
         Ok(())
@@ -553,6 +596,7 @@ impl Reader {
             rooms: contents,
             calls: self.calls,
             reads: self.reads,
+            docs: self.docs,
         })
     }
 
@@ -724,6 +768,7 @@ impl Reader {
             ("events", end.events, self.events.len()),
             ("calls", end.calls, self.calls.len()),
             ("reads", end.reads, self.reads.len()),
+            ("docs", end.docs, self.docs.len()),
         ];
         for (what, said, found) in counted {
             if said != found {
@@ -798,6 +843,22 @@ pub async fn import(store: &dyn Store, backup: &Backup) -> Result<Imported, Back
         );
         store
             .set_read(&read.room, &read.person, read.seq)
+            .await
+            .map_err(interrupted(step))?;
+    }
+    for (line, collection, doc) in &backup.docs {
+        let step = format!(
+            "writing document {} of {} (line {line})",
+            doc.key,
+            collection.as_str()
+        );
+        store
+            .write_doc(
+                *collection,
+                &doc.key,
+                Expect::Anything,
+                Some(doc.value.clone()),
+            )
             .await
             .map_err(interrupted(step))?;
     }
@@ -967,6 +1028,18 @@ mod tests {
             }],
         };
         store.record_call(&call).await.expect("call");
+        // A coaching session and a pin (documents), and which node holds a call (not
+        // backed up).
+        for (collection, key, value) in [
+            (Collection::Coachings, "trio-1", r#"[{"id":"cs-1"}]"#),
+            (Collection::Pins, "trio-1", r#"[{"seq":1}]"#),
+            (Collection::CallOwners, "trio-1", r#"{"node":"n1"}"#),
+        ] {
+            let written = store
+                .write_doc(collection, key, Expect::Anything, Some(value.into()))
+                .await;
+            assert!(written.expect("document"));
+        }
         fresh
     }
 
@@ -1011,6 +1084,7 @@ mod tests {
             events: 5,
             calls: 1,
             reads: 5,
+            docs: 2,
         };
         assert_eq!(parsed.counts(), counts);
 
@@ -1034,6 +1108,7 @@ mod tests {
         expected.extend(["event"; 5]);
         expected.push("call");
         expected.extend(["read"; 5]);
+        expected.extend(["doc"; 2]);
         expected.push("end");
         assert_eq!(kinds, expected);
 

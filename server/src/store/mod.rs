@@ -190,6 +190,17 @@ impl Collection {
         Self::CallOwners,
     ];
 
+    /// The collection with this stored name.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// Whether a backup carries it: everything but which node holds a call now, which
+    /// means nothing to a restored store.
+    pub fn is_backed_up(self) -> bool {
+        self != Self::CallOwners
+    }
+
     /// Its stored name.
     pub fn as_str(self) -> &'static str {
         match self {
