@@ -93,6 +93,23 @@ pub async fn rooms(server: &ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `triad sessions`: the coaching sessions not yet ended, soonest first, in the viewer's zone.
+pub async fn sessions(server: &ServerArgs, room: Option<&RoomId>) -> anyhow::Result<()> {
+    let (client, _events) = server.connect().await?;
+    let welcome = client.welcome();
+    let sessions = client.coachings(room).await;
+    client.close().await;
+    let view = View::new(&welcome);
+    let sessions = sessions.context("listing the coaching sessions")?;
+    if sessions.is_empty() {
+        println!("no coaching sessions coming up");
+    }
+    for session in &sessions {
+        println!("{}", view.coaching(session));
+    }
+    Ok(())
+}
+
 /// Adds advice to the errors a person can act on.
 pub fn explain(err: ClientError, room: &RoomId) -> anyhow::Error {
     match err.code() {

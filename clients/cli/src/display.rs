@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use chrono::DateTime;
 use chrono_tz::Tz;
 use triad_client::protocol::{
-    EventBody, PersonId, PresenceStatus, RoomEvent, RoomInfo, Timestamp, Welcome,
+    CoachingSession, CoachingStatus, EventBody, PersonId, PresenceStatus, RoomEvent, RoomInfo,
+    Timestamp, Welcome,
 };
 
 /// Names and the time zone of the person using the terminal.
@@ -62,6 +63,29 @@ impl View {
             Some(utc) => utc.with_timezone(&self.tz).format("%H:%M").to_string(),
             None => "--:--".to_owned(),
         }
+    }
+
+    /// A coaching session on one line: its day and time in the viewer's zone (the zone
+    /// named), how long, its room and title, and whether it was cancelled.
+    pub fn coaching(&self, session: &CoachingSession) -> String {
+        let start = match DateTime::from_timestamp_millis(session.start) {
+            Some(utc) => utc
+                .with_timezone(&self.tz)
+                .format("%a %-d %b %Y %H:%M")
+                .to_string(),
+            None => "?".to_owned(),
+        };
+        let cancelled = match session.status {
+            CoachingStatus::Cancelled => "  (cancelled)",
+            CoachingStatus::Scheduled => "",
+        };
+        format!(
+            "{start} {}  {} min  {}  {}{cancelled}",
+            self.tz.name(),
+            session.duration_min,
+            session.room,
+            session.title
+        )
     }
 
     /// One line (or more, for a message of several lines) for a room event.
@@ -151,6 +175,39 @@ mod tests {
             author: person(author),
             body,
         }
+    }
+
+    #[test]
+    fn coaching_sessions_show_in_the_viewers_zone() {
+        use triad_client::protocol::CoachingId;
+        let session = CoachingSession {
+            id: CoachingId::new("cs-1").expect("valid id"),
+            room: RoomId::new("trio-1").expect("valid room id"),
+            title: "Visit follow-up".into(),
+            agenda: String::new(),
+            // 2024-01-15 15:00 UTC
+            start: 1_705_330_800_000,
+            duration_min: 45,
+            time_zone: "Europe/Rome".into(),
+            status: CoachingStatus::Scheduled,
+            sequence: 0,
+            booked_by: person("sara"),
+            updated_at: 0,
+        };
+        let rome = View::new(&welcome("Europe/Rome")).coaching(&session);
+        assert_eq!(
+            rome,
+            "Mon 15 Jan 2024 16:00 Europe/Rome  45 min  trio-1  Visit follow-up"
+        );
+        let london = View::new(&welcome("Europe/London")).coaching(&session);
+        assert!(
+            london.starts_with("Mon 15 Jan 2024 15:00 Europe/London"),
+            "{london}"
+        );
+        let mut cancelled = session;
+        cancelled.status = CoachingStatus::Cancelled;
+        let line = View::new(&welcome("Europe/Rome")).coaching(&cancelled);
+        assert!(line.ends_with("(cancelled)"), "{line}");
     }
 
     #[test]

@@ -65,6 +65,14 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// List the coaching sessions of your rooms that have not ended, in your time zone.
+    Sessions {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Only this room's.
+        #[arg(long)]
+        room: Option<RoomId>,
+    },
 }
 
 /// Where the server is and who you are.
@@ -112,6 +120,7 @@ async fn main() -> ExitCode {
         } => commands::history(&server, &room, limit, before).await,
         Command::Send { server, room, text } => commands::send(&server, &room, &text).await,
         Command::Rooms { server } => commands::rooms(&server).await,
+        Command::Sessions { server, room } => commands::sessions(&server, room.as_ref()).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
