@@ -77,22 +77,7 @@ impl CycleReport {
             )?;
             for session in &self.sessions {
                 let (attended, absent) = match &session.attendance {
-                    Some(a) if a.attended.is_empty() => ("nobody".to_string(), names(&a.absent)),
-                    Some(a) => (
-                        a.attended
-                            .iter()
-                            .map(|p| {
-                                format!(
-                                    "{} (joined {} UTC, {} min)",
-                                    escape(&p.member.name),
-                                    super::clock(p.joined_at),
-                                    p.minutes
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        names(&a.absent),
-                    ),
+                    Some(a) => (a.attended_text(escape), names(&a.absent)),
                     None => (String::new(), String::new()),
                 };
                 writeln!(

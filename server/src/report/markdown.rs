@@ -58,25 +58,7 @@ impl CycleReport {
             writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |")?;
             for session in &self.sessions {
                 let (attended, absent) = match &session.attendance {
-                    Some(a) => (
-                        if a.attended.is_empty() {
-                            "nobody".to_string()
-                        } else {
-                            a.attended
-                                .iter()
-                                .map(|p| {
-                                    format!(
-                                        "{} (joined {} UTC, {} min)",
-                                        text(&p.member.name),
-                                        super::clock(p.joined_at),
-                                        p.minutes
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        },
-                        names(&a.absent),
-                    ),
+                    Some(a) => (a.attended_text(text), names(&a.absent)),
                     None => (String::new(), String::new()),
                 };
                 writeln!(

@@ -116,6 +116,29 @@ pub struct SessionAttendance {
     pub absent: Vec<Member>,
 }
 
+impl SessionAttendance {
+    /// Who attended, each with when they first joined and for how long
+    /// (`Anna (joined 14:02 UTC, 58 min), …`), or `nobody`; `name` writes a name in the
+    /// output's own escaping.
+    pub fn attended_text(&self, name: impl Fn(&str) -> String) -> String {
+        if self.attended.is_empty() {
+            return "nobody".to_owned();
+        }
+        self.attended
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} (joined {} UTC, {} min)",
+                    name(&p.member.name),
+                    clock(p.joined_at),
+                    p.minutes
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// One person at a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attendee {

@@ -152,6 +152,15 @@ impl Schedule {
         Ok(record)
     }
 
+    /// The room of session `id`, if `by` may change its sessions.
+    async fn room_of(&self, by: &PersonInfo, id: &CoachingId) -> Result<RoomRecord, ScheduleError> {
+        let current = self
+            .find(id)
+            .await?
+            .ok_or_else(|| ScheduleError::NoCoaching(id.clone()))?;
+        self.room_for(by, &current.room).await
+    }
+
     /// Books a session; tells the room's people.
     pub async fn book(
         &self,
@@ -198,11 +207,7 @@ impl Schedule {
         change: Change,
     ) -> Result<CoachingSession, ScheduleError> {
         let now = now_ms();
-        let current = self
-            .find(id)
-            .await?
-            .ok_or_else(|| ScheduleError::NoCoaching(id.clone()))?;
-        let record = self.room_for(by, &current.room).await?;
+        let record = self.room_of(by, id).await?;
         let id_owned = id.clone();
         let (session, previous) = self
             .docs()
@@ -235,11 +240,7 @@ impl Schedule {
         id: &CoachingId,
     ) -> Result<CoachingSession, ScheduleError> {
         let now = now_ms();
-        let current = self
-            .find(id)
-            .await?
-            .ok_or_else(|| ScheduleError::NoCoaching(id.clone()))?;
-        let record = self.room_for(by, &current.room).await?;
+        let record = self.room_of(by, id).await?;
         let id_owned = id.clone();
         let session = self
             .docs()
