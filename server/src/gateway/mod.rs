@@ -1,4 +1,5 @@
 //! Websocket sessions. [`upgrade`] checks the origin and subprotocol before the upgrade;
+//! [`socket`] does the handshake and sends large messages as bounded fragments;
 //! [`session`] runs one connection: `hello`, then requests until it closes; [`requests`]
 //! answers each request; [`writer`] drains the session's outbox to the socket.
 //!
@@ -6,6 +7,7 @@
 
 pub mod requests;
 pub mod session;
+pub mod socket;
 pub mod writer;
 
 use std::sync::Arc;
@@ -13,9 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use triad_protocol::{PROTOCOL_VERSION, limits};
@@ -27,6 +29,7 @@ use crate::mail::Mailer;
 use crate::programme::cache::ProgrammeCache;
 use crate::schedule::Schedule;
 use crate::store::SharedStore;
+use socket::Upgrade;
 
 /// Settings a session needs.
 #[derive(Debug, Clone)]
@@ -138,17 +141,12 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 pub async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Response {
     if !origin_allowed(&headers, &gateway.settings.allowed_origins) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let offered: Vec<&str> = ws
-        .requested_protocols()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
+    let offered: Vec<&str> = ws.requested_protocols().collect();
     if !offered.is_empty() && !offered.contains(&PROTOCOL_VERSION) {
         return (
             StatusCode::BAD_REQUEST,
@@ -160,17 +158,27 @@ pub async fn upgrade(
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
     let tracker = gateway.sessions.clone();
-    // Chat frames are a few hundred bytes: a 4 KiB read buffer holds many of them, and
-    // is allocated up front for every connection (a larger frame is read in several
-    // chunks).
-    ws.protocols([PROTOCOL_VERSION])
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(8 * 1024)
-        .max_write_buffer_size(limits::MAX_FRAME_BYTES * 16)
-        .max_frame_size(limits::MAX_FRAME_BYTES)
-        .max_message_size(limits::MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| tracker.track_future(session::run(gateway, socket)))
+    ws.accept(PROTOCOL_VERSION, socket_config(), move |socket| {
+        tracker.track_future(session::run(gateway, socket))
+    })
 }
+
+/// Buffers sized for chat. The read buffer is allocated up front for every connection and
+/// holds several chat frames (a larger frame is read in several chunks). The write buffer
+/// collects fed frames until it passes the write size, then writes them out; with
+/// fragments of at most [`socket::FRAGMENT_BYTES`] it stays a few KiB on a connection that
+/// keeps up.
+pub fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(socket::FRAGMENT_BYTES)
+        .max_write_buffer_size(limits::MAX_FRAME_BYTES * 16)
+        .max_frame_size(Some(limits::MAX_FRAME_BYTES))
+        .max_message_size(Some(limits::MAX_FRAME_BYTES))
+}
+
+/// Bytes read from the socket at a time.
+pub const READ_BUFFER_BYTES: usize = 1024;
 
 #[cfg(test)]
 mod tests {

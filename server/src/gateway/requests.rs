@@ -6,19 +6,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::StreamExt;
-use futures_util::stream::SplitStream;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use triad_protocol::{
     Ack, CloseCode, ErrorCode, History, MemberInfo, PersonId, PersonInfo, PresenceStatus, Request,
     RoomId, RoomInfo, RoomKind, ServerFrame, ServerMessage, decode_client, limits,
 };
 
 use super::Gateway;
-use super::session::{deadline_of, is_capacity_error};
+use super::session::deadline_of;
+use super::socket::{Stream, is_capacity_error};
 use crate::auth::{Access, AuthError};
 use crate::calls::CallError;
-use crate::hub::{Outbox, Outgoing, SessionControl, SessionKey, TokenBucket, encode};
+use crate::hub::{Outbox, Outgoing, SessionControl, SessionKey, TokenBucket, Track, encode};
 use crate::store::{Page, RoomRecord, StoreError};
 
 /// A request refused: the code and a message for people.
@@ -96,7 +96,7 @@ pub struct Session {
 
 impl Session {
     /// Reads and answers requests until the connection ends, then leaves every room.
-    pub async fn serve(mut self, mut stream: SplitStream<WebSocket>) {
+    pub async fn serve(mut self, mut stream: Stream) {
         let gateway = self.gateway.clone();
         let control = self.control.clone();
         loop {
@@ -123,13 +123,13 @@ impl Session {
                         Err(Refusal::new(ErrorCode::BinaryFrame, "text frames only")),
                     );
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_))) | None => {
                     control.close(CloseCode::NORMAL, "");
                     break;
                 }
                 Some(Err(err)) => {
-                    if is_capacity_error(err) {
+                    if is_capacity_error(&err) {
                         control.close(CloseCode::MESSAGE_TOO_BIG, "frame over the size limit");
                     } else {
                         control.close(CloseCode::NORMAL, "");
@@ -545,12 +545,12 @@ impl Session {
         )
         .await?;
         if newly_in {
-            self.outbox.push(Outgoing::Track {
+            self.outbox.push(Outgoing::Track(Box::new(Track {
                 room: room.clone(),
                 epoch: info.epoch,
                 after: info.last_seq,
                 live: false,
-            });
+            })));
         }
         Ok(ServerMessage::Joined { room: info })
     }

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tracing::Instrument;
 use triad_protocol::{
     CloseCode, ErrorCode, PROTOCOL_VERSION, Request, ResumePoint, ServerFrame, ServerMessage,
@@ -18,9 +18,10 @@ use triad_protocol::{
 
 use super::Gateway;
 use super::requests::{Session, room_info};
+use super::socket::{Sink, Socket, Stream, is_capacity_error};
 use super::writer::Writer;
 use crate::auth::{Access, Verified, access_to};
-use crate::hub::{Outbox, Outgoing, SessionControl, TokenBucket, encode};
+use crate::hub::{Outbox, Outgoing, SessionControl, TokenBucket, Track, encode};
 use crate::store::now_ms;
 
 /// What a successful `hello` carried.
@@ -31,7 +32,7 @@ struct Hello {
 }
 
 /// Runs one connection to its end.
-pub async fn run(gateway: Arc<Gateway>, socket: WebSocket) {
+pub async fn run(gateway: Arc<Gateway>, socket: Socket) {
     let _connection = crate::metrics::connection_opened();
     let (mut sink, mut stream) = socket.split();
     // The sign-in and the start of a session are boxed: they run once, and a session's
@@ -69,13 +70,13 @@ pub async fn run(gateway: Arc<Gateway>, socket: WebSocket) {
     .await;
 }
 
-async fn send_frame(sink: &mut SplitSink<WebSocket, Message>, frame: &ServerFrame) -> bool {
+async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> bool {
     sink.send(Message::Text(encode(frame))).await.is_ok()
 }
 
-async fn close(sink: &mut SplitSink<WebSocket, Message>, code: CloseCode, reason: &str) {
+async fn close(sink: &mut Sink, code: CloseCode, reason: &str) {
     let frame = CloseFrame {
-        code: code.0,
+        code: code.0.into(),
         reason: reason.into(),
     };
     let closing = sink.send(Message::Close(Some(frame)));
@@ -89,11 +90,7 @@ async fn close(sink: &mut SplitSink<WebSocket, Message>, code: CloseCode, reason
 
 /// Reads frames until a valid `hello`, answering anything else with an error. Returns
 /// `None` (after closing) on timeout, a refused token, or a closed connection.
-async fn wait_hello(
-    gateway: &Gateway,
-    sink: &mut SplitSink<WebSocket, Message>,
-    stream: &mut SplitStream<WebSocket>,
-) -> Option<Hello> {
+async fn wait_hello(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream) -> Option<Hello> {
     let deadline = tokio::time::sleep(gateway.settings.hello_timeout);
     tokio::pin!(deadline);
     loop {
@@ -117,7 +114,7 @@ async fn wait_hello(
                 send_frame(sink, &frame).await;
                 continue;
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
             Some(Ok(Message::Close(_))) | None => return None,
             Some(Err(err)) => {
                 read_failed(sink, err).await;
@@ -178,8 +175,8 @@ async fn wait_hello(
 }
 
 /// Closes with 1009 after an oversized frame; other read errors just end the session.
-async fn read_failed(sink: &mut SplitSink<WebSocket, Message>, err: axum::Error) {
-    if is_capacity_error(err) {
+async fn read_failed(sink: &mut Sink, err: tokio_tungstenite::tungstenite::Error) {
+    if is_capacity_error(&err) {
         close(
             sink,
             CloseCode::MESSAGE_TOO_BIG,
@@ -189,15 +186,6 @@ async fn read_failed(sink: &mut SplitSink<WebSocket, Message>, err: axum::Error)
     }
 }
 
-/// Whether a read error is tungstenite's "message or frame too large".
-pub fn is_capacity_error(err: axum::Error) -> bool {
-    let inner = err.into_inner();
-    matches!(
-        inner.downcast_ref::<tungstenite::Error>(),
-        Some(tungstenite::Error::Capacity(_))
-    )
-}
-
 type Started = (Session, tokio::task::JoinHandle<()>);
 
 /// Authenticated: enter the rooms, queue the welcome and the resumes, start the writer.
@@ -205,8 +193,8 @@ async fn start(
     gateway: &Arc<Gateway>,
     key: u64,
     hello: Hello,
-    mut sink: SplitSink<WebSocket, Message>,
-) -> Result<Started, SplitSink<WebSocket, Message>> {
+    mut sink: Sink,
+) -> Result<Started, Sink> {
     let store = &gateway.store;
     let person_id = hello.verified.person.clone();
     let refuse = |code: ErrorCode, message: String| ServerFrame::error(hello.id, code, message);
@@ -304,12 +292,12 @@ async fn start(
                 .iter()
                 .find(|p| &p.room == room && p.epoch == info.epoch);
             let after = resumed.map_or(info.last_seq, |p| p.seq.min(info.last_seq));
-            tracks.push(Outgoing::Track {
+            tracks.push(Outgoing::Track(Box::new(Track {
                 room: room.clone(),
                 epoch: info.epoch,
                 after,
                 live: true,
-            });
+            })));
         }
         infos.push(info);
     }

@@ -7,15 +7,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::SinkExt;
-use futures_util::stream::SplitSink;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as SocketError, Message};
 use triad_protocol::{
     CloseCode, Live, RoomId, Seq, ServerFrame, ServerMessage, limits::MAX_PAGE_SIZE,
 };
 
-use crate::hub::{Outgoing, SessionControl, encode};
+use super::socket::{Sink, feed_text};
+use crate::hub::{Outgoing, SessionControl, Track, encode};
 use crate::store::{Page, SharedStore, StoreError};
 
 /// Frames fed before a flush is forced.
@@ -25,7 +26,7 @@ const BATCH: usize = 64;
 #[derive(Debug, thiserror::Error)]
 enum WriteError {
     #[error("socket: {0}")]
-    Socket(#[from] axum::Error),
+    Socket(#[from] SocketError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }
@@ -36,7 +37,7 @@ struct Position {
 
 /// Writes one session's outbox to its socket.
 pub struct Writer {
-    sink: SplitSink<WebSocket, Message>,
+    sink: Sink,
     rx: mpsc::Receiver<Outgoing>,
     control: Arc<SessionControl>,
     store: SharedStore,
@@ -46,7 +47,7 @@ pub struct Writer {
 impl Writer {
     /// A writer for a session.
     pub fn new(
-        sink: SplitSink<WebSocket, Message>,
+        sink: Sink,
         rx: mpsc::Receiver<Outgoing>,
         control: Arc<SessionControl>,
         store: SharedStore,
@@ -97,7 +98,7 @@ impl Writer {
             }
         }
         let frame = CloseFrame {
-            code: code.0,
+            code: code.0.into(),
             reason: reason.into(),
         };
         // The peer may be gone or not reading: the close frame is best effort, bounded.
@@ -130,7 +131,7 @@ impl Writer {
 
     async fn handle(&mut self, item: Outgoing) -> Result<(), WriteError> {
         match item {
-            Outgoing::Frame(text) => self.sink.feed(Message::Text(text)).await?,
+            Outgoing::Frame(text) => feed_text(&mut self.sink, text).await?,
             Outgoing::Event(event) => {
                 let Some(position) = self.rooms.get(&event.room) else {
                     return Ok(());
@@ -140,35 +141,42 @@ impl Writer {
                 }
                 if event.seq > position.last + 1 {
                     crate::metrics::gap_filled();
-                    self.fill(&event.room, Some(event.seq - 1)).await?;
+                    Box::pin(self.fill(&event.room, Some(event.seq - 1))).await?;
                 }
-                self.sink.feed(Message::Text(event.text.clone())).await?;
+                feed_text(&mut self.sink, event.text.clone()).await?;
                 crate::metrics::events_written(1);
                 if let Some(position) = self.rooms.get_mut(&event.room) {
                     position.last = event.seq;
                 }
             }
-            Outgoing::Track {
-                room,
-                epoch,
-                after,
-                live,
-            } => {
-                self.rooms.insert(room.clone(), Position { last: after });
-                let last = self.fill(&room, None).await?;
-                crate::metrics::events_replayed(last.saturating_sub(after));
-                if live {
-                    let frame = ServerFrame::push(ServerMessage::Live(Live {
-                        room,
-                        epoch,
-                        seq: last,
-                    }));
-                    self.sink.feed(Message::Text(encode(&frame))).await?;
-                }
-            }
+            // Catching a room up reads the store: boxed, so the writer's task is sized for
+            // the common case, writing a frame.
+            Outgoing::Track(track) => Box::pin(self.track(*track)).await?,
             Outgoing::Untrack { room } => {
                 self.rooms.remove(&room);
             }
+        }
+        Ok(())
+    }
+
+    /// Starts delivering a room: its stored events after `after`, then `live` if asked.
+    async fn track(&mut self, track: Track) -> Result<(), WriteError> {
+        let Track {
+            room,
+            epoch,
+            after,
+            live,
+        } = track;
+        self.rooms.insert(room.clone(), Position { last: after });
+        let last = self.fill(&room, None).await?;
+        crate::metrics::events_replayed(last.saturating_sub(after));
+        if live {
+            let text = encode(&ServerFrame::push(ServerMessage::Live(Live {
+                room,
+                epoch,
+                seq: last,
+            })));
+            feed_text(&mut self.sink, text).await?;
         }
         Ok(())
     }
@@ -193,8 +201,8 @@ impl Writer {
                     break;
                 }
                 last = event.seq;
-                let frame = ServerFrame::push(ServerMessage::Event { event });
-                self.sink.feed(Message::Text(encode(&frame))).await?;
+                let text = encode(&ServerFrame::push(ServerMessage::Event { event }));
+                feed_text(&mut self.sink, text).await?;
                 crate::metrics::events_written(1);
             }
             if let Some(position) = self.rooms.get_mut(room) {

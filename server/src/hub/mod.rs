@@ -17,12 +17,12 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use triad_protocol::{
     CloseCode, PersonId, PresenceStatus, RoomEvent, RoomId, ServerFrame, ServerMessage,
 };
 
-pub use outbox::{EventFrame, Outbox, Outgoing, SessionControl, SessionKey};
+pub use outbox::{EventFrame, Outbox, Outgoing, SessionControl, SessionKey, Track};
 pub use presence::PresenceBook;
 pub use rate::TokenBucket;
 

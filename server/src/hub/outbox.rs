@@ -3,8 +3,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use triad_protocol::{CloseCode, Epoch, PersonId, RoomId, Seq};
 
@@ -29,23 +29,27 @@ pub enum Outgoing {
     Frame(Utf8Bytes),
     /// Write this room event, unless already written; fill any gap before it from the store.
     Event(Arc<EventFrame>),
-    /// Start delivering a room: write every stored event after `after`, then (if `live`) a
-    /// `live` frame, then the room's events as they come.
-    Track {
-        /// The room.
-        room: RoomId,
-        /// Its epoch.
-        epoch: Epoch,
-        /// The last event the client has.
-        after: Seq,
-        /// Whether to announce `live` once caught up.
-        live: bool,
-    },
+    /// Start delivering a room (boxed: rare, and it keeps every queue slot small).
+    Track(Box<Track>),
     /// Stop delivering a room.
     Untrack {
         /// The room.
         room: RoomId,
     },
+}
+
+/// Start delivering a room: write every stored event after `after`, then (if `live`) a
+/// `live` frame, then the room's events as they come.
+#[derive(Debug)]
+pub struct Track {
+    /// The room.
+    pub room: RoomId,
+    /// Its epoch.
+    pub epoch: Epoch,
+    /// The last event the client has.
+    pub after: Seq,
+    /// Whether to announce `live` once caught up.
+    pub live: bool,
 }
 
 /// How a session is told to close, and why.

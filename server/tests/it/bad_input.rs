@@ -452,6 +452,89 @@ async fn foreign_origins_and_other_subprotocols_are_refused_before_the_upgrade()
     }
 }
 
+/// Sends one raw HTTP request and returns the response (head and body), lowercased.
+async fn raw_http(server: &TestServer, request: &str) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&buf).to_lowercase();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut chunk))
+            .await
+            .expect("the server answered")
+            .unwrap();
+        assert!(n > 0, "closed before a whole response: {text}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn requests_that_are_not_websocket_upgrades_are_told_why() {
+    let server = TestServer::start().await;
+    let plain = raw_http(
+        &server,
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(plain.starts_with("http/1.1 400"), "{plain}");
+    assert!(
+        plain.contains("connection header must include `upgrade`"),
+        "{plain}"
+    );
+
+    let old_version = raw_http(
+        &server,
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert!(old_version.starts_with("http/1.1 426"), "{old_version}");
+    assert!(
+        old_version.contains("sec-websocket-version: 13"),
+        "{old_version}"
+    );
+
+    let no_key = raw_http(
+        &server,
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(no_key.starts_with("http/1.1 400"), "{no_key}");
+    assert!(no_key.contains("sec-websocket-key missing"), "{no_key}");
+
+    // The RFC 6455 sample key gets the RFC's accept value.
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+}
+
 #[tokio::test]
 async fn a_client_trickling_its_headers_is_cut_off() {
     let server =
