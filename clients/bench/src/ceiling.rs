@@ -54,11 +54,12 @@ impl Callback for RoomOf<'_> {
     }
 }
 
-/// The same buffer sizes Triad's gateway uses.
+/// The same buffer sizes Triad's gateway uses (`gateway::socket_config`): a 1 KiB read
+/// buffer, and writes gathered up to 2 KiB.
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
+        .read_buffer_size(1024)
+        .write_buffer_size(2 * 1024)
         .max_write_buffer_size(2 * 1024 * 1024)
         .max_frame_size(Some(128 * 1024))
         .max_message_size(Some(128 * 1024))

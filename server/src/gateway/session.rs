@@ -31,43 +31,81 @@ struct Hello {
     resume: Vec<ResumePoint>,
 }
 
+/// An open session, as [`open`] leaves it.
+struct Opened {
+    session: Session,
+    stream: Stream,
+    writer: tokio::task::JoinHandle<()>,
+    span: tracing::Span,
+    _connection: crate::metrics::Connection,
+}
+
 /// Runs one connection to its end.
-pub async fn run(gateway: Arc<Gateway>, socket: Socket) {
-    let _connection = crate::metrics::connection_opened();
+///
+/// Signing in and starting the session run in their own allocation, freed once done: a
+/// future keeps room for everything it may hold at any point, so the connection's task
+/// then holds only what an open session needs, for as long as it is open.
+pub fn run(gateway: Arc<Gateway>, socket: Socket) -> impl Future<Output = ()> + Send {
+    let opening = Box::pin(open(gateway, socket));
+    async move {
+        let Some(Opened {
+            session,
+            stream,
+            writer,
+            span,
+            _connection,
+        }) = opening.await
+        else {
+            return;
+        };
+        async move {
+            session.serve(stream).await;
+            if tokio::time::timeout(Duration::from_secs(5), writer)
+                .await
+                .is_err()
+            {
+                tracing::debug!("writer did not finish in time");
+            }
+            tracing::info!("session ended");
+        }
+        .instrument(span)
+        .await;
+    }
+}
+
+/// Waits for `hello` and starts the session; `None` if it never starts (the connection is
+/// then closed).
+async fn open(gateway: Arc<Gateway>, socket: Socket) -> Option<Opened> {
+    let connection = crate::metrics::connection_opened();
     let (mut sink, mut stream) = socket.split();
-    // The sign-in and the start of a session are boxed: they run once, and a session's
-    // task then keeps only the small state of its read loop for its whole life.
-    let Some(hello) = Box::pin(wait_hello(&gateway, &mut sink, &mut stream)).await else {
-        return;
-    };
+    let hello = wait_hello(&gateway, &mut sink, &mut stream).await?;
     let key = gateway.next_key();
     // The session id as the client sees it in its welcome; never a message body.
     let span = tracing::info_span!("session", session = %format_args!("s{key}"), person = %hello.verified.person);
-    async move {
-        match Box::pin(start(&gateway, key, hello, sink)).await {
-            Ok((session, writer)) => {
-                tracing::info!("session started");
-                session.serve(stream).await;
-                if tokio::time::timeout(Duration::from_secs(5), writer)
-                    .await
-                    .is_err()
-                {
-                    tracing::debug!("writer did not finish in time");
-                }
-                tracing::info!("session ended");
+    match start(&gateway, key, hello, sink)
+        .instrument(span.clone())
+        .await
+    {
+        Ok((session, writer)) => {
+            span.in_scope(|| tracing::info!("session started"));
+            Some(Opened {
+                session,
+                stream,
+                writer,
+                span,
+                _connection: connection,
+            })
+        }
+        Err(mut sink) => {
+            if tokio::time::timeout(Duration::from_secs(2), sink.close())
+                .await
+                .is_err()
+            {
+                span.in_scope(|| tracing::debug!("close not delivered"));
             }
-            Err(mut sink) => {
-                if tokio::time::timeout(Duration::from_secs(2), sink.close())
-                    .await
-                    .is_err()
-                {
-                    tracing::debug!("close not delivered");
-                }
-            }
+            None
         }
     }
-    .instrument(span)
-    .await;
 }
 
 async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> bool {

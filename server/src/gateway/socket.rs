@@ -154,15 +154,24 @@ impl Upgrade {
     {
         let offered = self.requested_protocols().any(|p| p == protocol);
         let accept = derive_accept_key(self.key.as_bytes());
-        tokio::spawn(async move {
-            match self.on_upgrade.await {
+        // The handshake's state is boxed and freed once the socket is open, so the
+        // connection's task holds only the session.
+        let on_upgrade = self.on_upgrade;
+        let opening = Box::pin(async move {
+            match on_upgrade.await {
                 Ok(upgraded) => {
                     let io = TokioIo::new(upgraded);
-                    let socket =
-                        WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                    session(socket).await;
+                    Some(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await)
                 }
-                Err(err) => tracing::debug!(error = %err, "upgrade not completed"),
+                Err(err) => {
+                    tracing::debug!(error = %err, "upgrade not completed");
+                    None
+                }
+            }
+        });
+        tokio::spawn(async move {
+            if let Some(socket) = opening.await {
+                session(socket).await;
             }
         });
         let mut response = Response::new(axum::body::Body::empty());

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as SocketError, Message};
 use triad_protocol::{
@@ -16,7 +15,7 @@ use triad_protocol::{
 };
 
 use super::socket::{Sink, feed_text};
-use crate::hub::{Outgoing, SessionControl, Track, encode};
+use crate::hub::{OutboxReceiver, Outgoing, SessionControl, Track, encode};
 use crate::store::{Page, SharedStore, StoreError};
 
 /// Frames fed before a flush is forced.
@@ -38,7 +37,7 @@ struct Position {
 /// Writes one session's outbox to its socket.
 pub struct Writer {
     sink: Sink,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: OutboxReceiver,
     control: Arc<SessionControl>,
     store: SharedStore,
     rooms: HashMap<RoomId, Position>,
@@ -48,7 +47,7 @@ impl Writer {
     /// A writer for a session.
     pub fn new(
         sink: Sink,
-        rx: mpsc::Receiver<Outgoing>,
+        rx: OutboxReceiver,
         control: Arc<SessionControl>,
         store: SharedStore,
     ) -> Self {
@@ -69,6 +68,13 @@ impl Writer {
             outcome = self.pump() => outcome,
             () = control.closed() => Ok(()),
         };
+        // Closing runs once: boxed, so the task is sized for pumping.
+        Box::pin(self.finish(control, outcome)).await;
+    }
+
+    /// Sends what is still queued (unless the session was too slow for it), then the close
+    /// frame.
+    async fn finish(mut self, control: Arc<SessionControl>, outcome: Result<(), WriteError>) {
         if let Err(err) = outcome {
             match err {
                 WriteError::Socket(e) => tracing::debug!(error = %e, "socket write failed"),
@@ -85,7 +91,7 @@ impl Writer {
         if code != CloseCode::SLOW_CONSUMER {
             // Frames queued before the close (an error explaining it, say) go out first.
             let drain = async {
-                while let Ok(item) = self.rx.try_recv() {
+                while let Some(item) = self.rx.try_recv() {
                     self.handle(item).await?;
                 }
                 self.sink.flush().await.map_err(WriteError::from)
@@ -120,7 +126,9 @@ impl Writer {
             self.handle(item).await?;
             let mut fed = 1;
             while fed < BATCH {
-                let Ok(item) = self.rx.try_recv() else { break };
+                let Some(item) = self.rx.try_recv() else {
+                    break;
+                };
                 self.handle(item).await?;
                 fed += 1;
             }

@@ -22,7 +22,7 @@ use triad_protocol::{
     CloseCode, PersonId, PresenceStatus, RoomEvent, RoomId, ServerFrame, ServerMessage,
 };
 
-pub use outbox::{EventFrame, Outbox, Outgoing, SessionControl, SessionKey, Track};
+pub use outbox::{EventFrame, Outbox, OutboxReceiver, Outgoing, SessionControl, SessionKey, Track};
 pub use presence::PresenceBook;
 pub use rate::TokenBucket;
 
