@@ -529,7 +529,6 @@ impl Session {
             crate::metrics::room_entered(self.kind_of(room));
             self.set_access(room, Access::Moderator { joined: true });
         }
-        gateway.programme.invalidate();
         let snapshot = gateway.programme.get().await?;
         let record = gateway
             .store
@@ -571,7 +570,6 @@ impl Session {
                     .store
                     .set_moderator_joined(room, &self.person, false)
                     .await?;
-                gateway.programme.invalidate();
                 if joined {
                     gateway.calls.left_room(self.key, room);
                     gateway.hub.unsubscribe(room, self.key);

@@ -269,9 +269,12 @@ async fn start(
         if access == Access::None {
             continue;
         }
-        // Whether this moderator has joined is read fresh, never from the snapshot.
-        let record = match access {
-            Access::Moderator { .. } => match store.room(&record.id).await {
+        // Which moderators have joined a trio room changes often and is not in the
+        // snapshot's version: a room with moderators is read fresh (a small record).
+        let record = if record.moderators.is_empty() {
+            Cow::Borrowed(record)
+        } else {
+            match store.room(&record.id).await {
                 Ok(Some(fresh)) => {
                     access = access_to(&fresh, &person_id);
                     Cow::Owned(fresh)
@@ -286,8 +289,7 @@ async fn start(
                     close(&mut sink, CloseCode::SERVER_ERROR, "store unavailable").await;
                     return Err(sink);
                 }
-            },
-            _ => Cow::Borrowed(record),
+            }
         };
         if access == Access::None {
             continue;

@@ -1,12 +1,14 @@
 //! The programme as sessions read it: one in-memory snapshot per node, shared by every
-//! `hello` and `join`, reloaded from the store when it is older than a second or when this
-//! node changed the programme. A storm of reconnections then reads the programme once,
-//! not once per connection.
+//! `hello` and `join`. Once a second at most, the store's programme version is read (one
+//! small read); the programme itself is read again only when that version has moved or
+//! this node changed the programme. A storm of reconnections then reads the programme
+//! once, not once per connection, and a large programme that does not change is not
+//! read again and again (each reading would build and drop the whole programme).
 //!
-//! On a node that did not make a change, a snapshot may lag the store by up to its age (a
-//! roster applied on another node reaches `hello` here within a second). A session reads
-//! its own moderator rooms fresh, so whether a moderator has joined a trio room is never
-//! stale for them.
+//! On a node that did not make a change, a snapshot may lag the store by up to a second
+//! (a roster applied on another node reaches `hello` here within a second). Which
+//! moderators have joined a trio room is not taken from the snapshot: it changes with
+//! every first visit, so sessions read trio rooms fresh and it is never stale.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -18,7 +20,7 @@ use triad_protocol::{PersonId, PersonInfo, RoomId};
 use crate::hub::Hub;
 use crate::store::{Programme, SharedStore, StoreError};
 
-/// How old a snapshot may be before it is reloaded.
+/// How long a snapshot is used before the store's programme version is read again.
 const MAX_AGE: Duration = Duration::from_secs(1);
 
 /// The programme at one moment, with people indexed by id.
@@ -51,11 +53,19 @@ impl Snapshot {
     }
 }
 
+/// The snapshot in use: the store's programme version it was read at, and when that
+/// version was last found current.
+struct Current {
+    checked: Instant,
+    version: u64,
+    snapshot: Arc<Snapshot>,
+}
+
 /// The shared snapshot and when it was read.
 pub struct ProgrammeCache {
     store: SharedStore,
     hub: Arc<Hub>,
-    current: RwLock<Option<(Instant, Arc<Snapshot>)>>,
+    current: RwLock<Option<Current>>,
     /// One reload at a time; the others wait for it and share its result.
     loading: tokio::sync::Mutex<()>,
 }
@@ -75,8 +85,8 @@ impl ProgrammeCache {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());
         current
             .as_ref()
-            .filter(|(at, _)| at.elapsed() < MAX_AGE)
-            .map(|(_, snapshot)| snapshot.clone())
+            .filter(|c| c.checked.elapsed() < MAX_AGE)
+            .map(|c| c.snapshot.clone())
     }
 
     /// The programme, at most a second old.
@@ -88,12 +98,29 @@ impl ProgrammeCache {
         if let Some(snapshot) = self.fresh() {
             return Ok(snapshot);
         }
-        let started = Instant::now();
+        let checked = Instant::now();
+        // Read before the programme: a programme read after it holds every change the
+        // version counts.
+        let version = self.store.programme_version().await?;
+        if let Some(unchanged) = self.confirm(version, checked) {
+            return Ok(unchanged);
+        }
         let snapshot = Arc::new(Snapshot::of(self.store.programme().await?));
         self.hub.set_large_rooms(snapshot.large_rooms());
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((started, snapshot.clone()));
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Current {
+            checked,
+            version,
+            snapshot: snapshot.clone(),
+        });
         Ok(snapshot)
+    }
+
+    /// The snapshot in use, marked current, if it was read at `version`.
+    fn confirm(&self, version: u64, checked: Instant) -> Option<Arc<Snapshot>> {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let current = current.as_mut().filter(|c| c.version == version)?;
+        current.checked = checked;
+        Some(current.snapshot.clone())
     }
 
     /// Forgets the snapshot: this node changed the programme.

@@ -515,6 +515,36 @@ pub(super) mod suite {
         );
     }
 
+    /// The programme version moves after every programme applied, and only then: a node
+    /// reads it to know whether its copy of the programme is current.
+    pub(in super::super) async fn the_programme_version_moves_with_the_programme(
+        store: &dyn Store,
+    ) {
+        let version = || async { store.programme_version().await.expect("version") };
+        let empty = version().await;
+        set_up(store).await;
+        let applied = version().await;
+        assert_ne!(applied, empty, "a programme applied");
+        say(store, "trio-1", "anna", "m-1").await;
+        store
+            .set_read(&room("trio-1"), &person("anna"), 1)
+            .await
+            .expect("read");
+        store
+            .set_moderator_joined(&room("trio-1"), &person("mona"), true)
+            .await
+            .expect("join");
+        assert_eq!(
+            version().await,
+            applied,
+            "messages, reads and joins are not counted"
+        );
+        let mut renamed = programme();
+        renamed.people[0].name = "Someone else".into();
+        store.apply_programme(&renamed).await.expect("apply again");
+        assert_ne!(version().await, applied, "a programme applied again");
+    }
+
     /// Each change of a moderator's presence in a trio room is one system event, visible in
     /// history, to the sink and in the room's record; no change, no event.
     pub(in super::super) async fn moderators_joining_and_leaving_are_announced_once(
@@ -1133,6 +1163,12 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn the_programme_version_moves_with_the_programme() {
+        let fresh = fresh();
+        suite::the_programme_version_moves_with_the_programme(fresh.store.as_ref()).await;
+    }
+
+    #[tokio::test]
     async fn moderators_joining_and_leaving_are_announced_once() {
         let fresh = fresh();
         suite::moderators_joining_and_leaving_are_announced_once(fresh.store.as_ref(), &fresh.sink)
@@ -1330,6 +1366,12 @@ mod redis_backend {
     async fn read_markers_only_move_forward() {
         let fresh = fresh().await;
         suite::read_markers_only_move_forward(fresh.store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn the_programme_version_moves_with_the_programme() {
+        let fresh = fresh().await;
+        suite::the_programme_version_moves_with_the_programme(fresh.store.as_ref()).await;
     }
 
     #[tokio::test]

@@ -24,6 +24,7 @@ use std::fmt::Display;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -74,6 +75,9 @@ pub struct EmbeddedStore {
     commands: mpsc::Sender<Command>,
     /// The writer thread.
     writer: WriterThread,
+    /// Raised after each programme applied. In memory: no other process opens the
+    /// database while this one has it.
+    programme_version: AtomicU64,
 }
 
 impl EmbeddedStore {
@@ -95,6 +99,7 @@ impl EmbeddedStore {
             db,
             commands,
             writer: WriterThread(Some(handle)),
+            programme_version: AtomicU64::new(0),
         })
     }
 
@@ -112,6 +117,11 @@ impl EmbeddedStore {
                 "the store writer stopped before answering".into(),
             )),
         }
+    }
+
+    /// Counts a programme applied.
+    fn programme_changed(&self) {
+        self.programme_version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Runs `read` in a read transaction on the blocking pool.
@@ -143,7 +153,13 @@ impl Store for EmbeddedStore {
     async fn apply_programme(&self, programme: &Programme) -> Result<(), StoreError> {
         let programme = programme.clone();
         self.submit(|reply| Command::Programme { programme, reply })
-            .await
+            .await?;
+        self.programme_changed();
+        Ok(())
+    }
+
+    async fn programme_version(&self) -> Result<u64, StoreError> {
+        Ok(self.programme_version.load(Ordering::Acquire))
     }
 
     async fn person(&self, id: &PersonId) -> Result<Option<PersonInfo>, StoreError> {

@@ -253,6 +253,13 @@ pub trait Store: Send + Sync + 'static {
     /// joined moderators of an existing room are kept if still assigned.
     async fn apply_programme(&self, programme: &Programme) -> Result<(), StoreError>;
 
+    /// A number that changes after every programme applied: who the people are and who
+    /// belongs to which room. Cheap to read, so a node can tell whether its copy of the
+    /// programme is current without reading it. Which moderators have joined a trio room
+    /// changes often and is not counted: read the room for it. Read the version before
+    /// [`Store::programme`]: a programme read after it holds every change it counts.
+    async fn programme_version(&self) -> Result<u64, StoreError>;
+
     /// One person.
     async fn person(&self, id: &PersonId) -> Result<Option<PersonInfo>, StoreError>;
 

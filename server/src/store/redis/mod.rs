@@ -138,6 +138,19 @@ impl RedisStore {
     }
 
     /// A handle on the shared command connection.
+    /// Raises the programme version, after a programme applied.
+    async fn programme_changed(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        self.call(
+            "raise the programme version",
+            redis::cmd("INCR")
+                .arg(keys::PROGRAMME_VERSION)
+                .query_async::<i64>(&mut conn),
+        )
+        .await?;
+        Ok(())
+    }
+
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
@@ -270,7 +283,20 @@ impl Store for RedisStore {
             )
             .await?;
         }
-        Ok(())
+        self.programme_changed().await
+    }
+
+    async fn programme_version(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let version: Option<u64> = self
+            .call(
+                "read the programme version",
+                redis::cmd("GET")
+                    .arg(keys::PROGRAMME_VERSION)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(version.unwrap_or(0))
     }
 
     async fn person(&self, id: &PersonId) -> Result<Option<PersonInfo>, StoreError> {
@@ -696,7 +722,7 @@ pub(super) async fn timed<T>(
         Err(_) => {
             crate::metrics::redis_error();
             Err(StoreError::Unavailable(format!(
-                "{what}: no answer from Redis within {} ms",
+                "{what}: timed out: no answer from Redis within {} ms",
                 deadline.as_millis()
             )))
         }
