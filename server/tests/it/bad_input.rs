@@ -482,37 +482,30 @@ async fn raw_http(server: &TestServer, request: &str) -> String {
 #[tokio::test]
 async fn requests_that_are_not_websocket_upgrades_are_told_why() {
     let server = TestServer::start().await;
-    let plain = raw_http(
-        &server,
-        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(plain.starts_with("http/1.1 400"), "{plain}");
-    assert!(
-        plain.contains("connection header must include `upgrade`"),
-        "{plain}"
-    );
-
-    let old_version = raw_http(
-        &server,
-        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await;
-    assert!(old_version.starts_with("http/1.1 426"), "{old_version}");
-    assert!(
-        old_version.contains("sec-websocket-version: 13"),
-        "{old_version}"
-    );
-
-    let no_key = raw_http(
-        &server,
-        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\
-         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(no_key.starts_with("http/1.1 400"), "{no_key}");
-    assert!(no_key.contains("sec-websocket-key missing"), "{no_key}");
+    let refused = [
+        (
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "http/1.1 400",
+            "connection header must include `upgrade`",
+        ),
+        (
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            "http/1.1 426",
+            "sec-websocket-version: 13",
+        ),
+        (
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n",
+            "http/1.1 400",
+            "sec-websocket-key missing",
+        ),
+    ];
+    for (request, status, says) in refused {
+        let response = raw_http(&server, request).await;
+        assert!(response.starts_with(status), "{request}: {response}");
+        assert!(response.contains(says), "{request}: {response}");
+    }
 
     // The RFC 6455 sample key gets the RFC's accept value.
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
