@@ -65,11 +65,19 @@ impl IntoResponse for HandshakeError {
             _ => StatusCode::BAD_REQUEST,
         };
         let mut response = (status, self.to_string()).into_response();
-        if matches!(self, Self::Version) {
-            response.headers_mut().insert(
-                header::SEC_WEBSOCKET_VERSION,
-                HeaderValue::from_static("13"),
-            );
+        let headers = response.headers_mut();
+        match self {
+            Self::NotGet => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("GET"));
+            }
+            Self::Version | Self::NotUpgradable => {
+                headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                headers.insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
+            }
+            _ => {}
         }
         response
     }
@@ -78,7 +86,7 @@ impl IntoResponse for HandshakeError {
 /// A checked websocket upgrade request, not yet answered.
 pub struct Upgrade {
     key: HeaderValue,
-    protocols: Option<HeaderValue>,
+    protocols: Vec<String>,
     on_upgrade: OnUpgrade,
 }
 
@@ -116,7 +124,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
             .get(header::SEC_WEBSOCKET_KEY)
             .cloned()
             .ok_or(HandshakeError::NoKey)?;
-        let protocols = headers.get(header::SEC_WEBSOCKET_PROTOCOL).cloned();
+        // The offer may be split over several header lines (RFC 6455 §11.3.4).
+        let protocols = headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
         let on_upgrade = parts
             .extensions
             .remove::<OnUpgrade>()
@@ -132,12 +149,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 impl Upgrade {
     /// The subprotocols the client offered, in its order.
     pub fn requested_protocols(&self) -> impl Iterator<Item = &str> {
-        self.protocols
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
+        self.protocols.iter().map(String::as_str)
     }
 
     /// Answers `101` (naming `protocol` if the client offered it), then runs `session` on

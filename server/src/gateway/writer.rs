@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as SocketError, Message};
+use tokio_tungstenite::tungstenite::{Error as SocketError, Message, Utf8Bytes};
 use triad_protocol::{
     CloseCode, Live, RoomId, Seq, ServerFrame, ServerMessage, limits::MAX_PAGE_SIZE,
 };
@@ -41,6 +41,9 @@ pub struct Writer {
     control: Arc<SessionControl>,
     store: SharedStore,
     rooms: HashMap<RoomId, Position>,
+    /// Set while a long message goes out in fragments: if the writer is stopped in the
+    /// middle, no other message may follow (only the close frame).
+    mid_message: bool,
 }
 
 impl Writer {
@@ -57,6 +60,7 @@ impl Writer {
             control,
             store,
             rooms: HashMap::new(),
+            mid_message: false,
         }
     }
 
@@ -88,7 +92,8 @@ impl Writer {
             .reason()
             .cloned()
             .unwrap_or((CloseCode::NORMAL, String::new()));
-        if code != CloseCode::SLOW_CONSUMER {
+        // A message cut off halfway cannot be followed by another one.
+        if code != CloseCode::SLOW_CONSUMER && !self.mid_message {
             // Frames queued before the close (an error explaining it, say) go out first.
             let drain = async {
                 while let Some(item) = self.rx.try_recv() {
@@ -139,7 +144,7 @@ impl Writer {
 
     async fn handle(&mut self, item: Outgoing) -> Result<(), WriteError> {
         match item {
-            Outgoing::Frame(text) => feed_text(&mut self.sink, text).await?,
+            Outgoing::Frame(text) => self.feed(text).await?,
             Outgoing::Event(event) => {
                 let Some(position) = self.rooms.get(&event.room) else {
                     return Ok(());
@@ -151,7 +156,7 @@ impl Writer {
                     crate::metrics::gap_filled();
                     Box::pin(self.fill(&event.room, Some(event.seq - 1))).await?;
                 }
-                feed_text(&mut self.sink, event.text.clone()).await?;
+                self.feed(event.text.clone()).await?;
                 crate::metrics::events_written(1);
                 if let Some(position) = self.rooms.get_mut(&event.room) {
                     position.last = event.seq;
@@ -164,6 +169,14 @@ impl Writer {
                 self.rooms.remove(&room);
             }
         }
+        Ok(())
+    }
+
+    /// Queues one message on the socket, in fragments if it is long.
+    async fn feed(&mut self, text: Utf8Bytes) -> Result<(), SocketError> {
+        self.mid_message = true;
+        feed_text(&mut self.sink, text).await?;
+        self.mid_message = false;
         Ok(())
     }
 
@@ -184,7 +197,7 @@ impl Writer {
                 epoch,
                 seq: last,
             })));
-            feed_text(&mut self.sink, text).await?;
+            self.feed(text).await?;
         }
         Ok(())
     }
@@ -210,7 +223,7 @@ impl Writer {
                 }
                 last = event.seq;
                 let text = encode(&ServerFrame::push(ServerMessage::Event { event }));
-                feed_text(&mut self.sink, text).await?;
+                self.feed(text).await?;
                 crate::metrics::events_written(1);
             }
             if let Some(position) = self.rooms.get_mut(room) {

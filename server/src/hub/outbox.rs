@@ -227,10 +227,13 @@ impl OutboxReceiver {
     /// queue is empty.
     pub async fn recv(&mut self) -> Option<Outgoing> {
         loop {
+            // Read before looking at the queue: an item pushed by the last sender just
+            // before it went is then still found.
+            let senders = self.shared.senders.load(Ordering::Acquire);
             if let Some(item) = self.try_recv() {
                 return Some(item);
             }
-            if self.shared.senders.load(Ordering::Acquire) == 0 {
+            if senders == 0 {
                 return None;
             }
             self.shared.ready.notified().await;

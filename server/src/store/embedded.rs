@@ -75,9 +75,9 @@ pub struct EmbeddedStore {
     commands: mpsc::Sender<Command>,
     /// The writer thread.
     writer: WriterThread,
-    /// Raised after each programme applied. In memory: no other process opens the
-    /// database while this one has it.
-    programme_version: AtomicU64,
+    /// Raised by the writer thread when a programme it applied is committed. In memory:
+    /// no other process opens the database while this one has it.
+    programme_version: Arc<AtomicU64>,
 }
 
 impl EmbeddedStore {
@@ -91,15 +91,17 @@ impl EmbeddedStore {
         let db = Arc::new(db);
         let (commands, queue) = mpsc::channel(QUEUE_CAPACITY);
         let thread_db = Arc::clone(&db);
+        let programme_version = Arc::new(AtomicU64::new(0));
+        let version = Arc::clone(&programme_version);
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run_writer(&thread_db, sink.as_ref(), queue))
+            .spawn(move || run_writer(&thread_db, sink.as_ref(), &version, queue))
             .map_err(|err| unavailable("cannot start the store writer", err))?;
         Ok(Self {
             db,
             commands,
             writer: WriterThread(Some(handle)),
-            programme_version: AtomicU64::new(0),
+            programme_version,
         })
     }
 
@@ -117,11 +119,6 @@ impl EmbeddedStore {
                 "the store writer stopped before answering".into(),
             )),
         }
-    }
-
-    /// Counts a programme applied.
-    fn programme_changed(&self) {
-        self.programme_version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Runs `read` in a read transaction on the blocking pool.
@@ -153,9 +150,7 @@ impl Store for EmbeddedStore {
     async fn apply_programme(&self, programme: &Programme) -> Result<(), StoreError> {
         let programme = programme.clone();
         self.submit(|reply| Command::Programme { programme, reply })
-            .await?;
-        self.programme_changed();
-        Ok(())
+            .await
     }
 
     async fn programme_version(&self) -> Result<u64, StoreError> {
@@ -480,6 +475,11 @@ enum Applied {
 }
 
 impl Applied {
+    /// Whether this is a programme applied without failure.
+    fn applied_programme(&self) -> bool {
+        matches!(self, Self::Programme(done) if done.result.is_ok())
+    }
+
     fn fatal(&self) -> Option<&str> {
         match self {
             Self::Append(done) => done.fatal(),
@@ -533,7 +533,12 @@ impl Applied {
 }
 
 /// The writer thread's loop: one batch per wake-up, until every sender is dropped.
-fn run_writer(db: &Database, sink: &dyn EventSink, mut queue: mpsc::Receiver<Command>) {
+fn run_writer(
+    db: &Database,
+    sink: &dyn EventSink,
+    programme_version: &AtomicU64,
+    mut queue: mpsc::Receiver<Command>,
+) {
     let mut batch = Vec::with_capacity(BATCH_LIMIT);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -543,7 +548,7 @@ fn run_writer(db: &Database, sink: &dyn EventSink, mut queue: mpsc::Receiver<Com
                 Err(_) => break,
             }
         }
-        commit_batch(db, sink, batch.drain(..));
+        commit_batch(db, sink, programme_version, batch.drain(..));
     }
     tracing::debug!("the store writer stopped: its channel closed");
 }
@@ -553,6 +558,7 @@ fn run_writer(db: &Database, sink: &dyn EventSink, mut queue: mpsc::Receiver<Com
 fn commit_batch(
     db: &Database,
     sink: &dyn EventSink,
+    programme_version: &AtomicU64,
     batch: impl ExactSizeIterator<Item = Command>,
 ) {
     let mut pending = batch;
@@ -560,6 +566,10 @@ fn commit_batch(
     match apply_batch(db, &mut pending, &mut applied) {
         Ok(()) => {
             tracing::trace!(commands = applied.len(), "store batch committed");
+            // Raised here, once committed, whether or not the caller still waits.
+            if applied.iter().any(Applied::applied_programme) {
+                programme_version.fetch_add(1, Ordering::AcqRel);
+            }
             for event in applied.iter().filter_map(Applied::new_event) {
                 sink.publish(event);
             }
@@ -1229,8 +1239,14 @@ mod tests {
             programme: one_room_programme(),
             reply,
         };
-        commit_batch(&db, &NoSink, vec![programme].into_iter());
+        let version = AtomicU64::new(0);
+        commit_batch(&db, &NoSink, &version, vec![programme].into_iter());
         answer.try_recv().unwrap().unwrap();
+        assert_eq!(
+            version.load(Ordering::Relaxed),
+            1,
+            "a committed programme counts"
+        );
         (dir, db)
     }
 
@@ -1239,7 +1255,12 @@ mod tests {
         let (_dir, db) = open_db();
         let (first, mut first_answer) = append("trio-1", "m-1");
         let (retry, mut retry_answer) = append("trio-1", "m-1");
-        commit_batch(&db, &NoSink, vec![first, retry].into_iter());
+        commit_batch(
+            &db,
+            &NoSink,
+            &AtomicU64::new(0),
+            vec![first, retry].into_iter(),
+        );
         let first = first_answer.try_recv().unwrap().unwrap();
         let retry = retry_answer.try_recv().unwrap().unwrap();
         assert!(!first.duplicate);
@@ -1254,7 +1275,12 @@ mod tests {
         let (good, mut good_answer) = append("trio-1", "m-1");
         let (bad, mut bad_answer) = append("trio-9", "m-2");
         let (later, mut later_answer) = append("trio-1", "m-3");
-        commit_batch(&db, &NoSink, vec![good, bad, later].into_iter());
+        commit_batch(
+            &db,
+            &NoSink,
+            &AtomicU64::new(0),
+            vec![good, bad, later].into_iter(),
+        );
         assert!(matches!(
             bad_answer.try_recv().unwrap(),
             Err(StoreError::UnknownRoom(_))

@@ -16,7 +16,8 @@
 //! The room's events are published on the channel `triad:{room:<id>}:live` by the script
 //! that stores them. Programme-wide keys, each in its own slot: `triad:people` (hash: person
 //! to the JSON of their `PersonInfo`), `triad:rooms` (set of room ids) and
-//! `triad:programme:version` (a counter raised after each programme applied).
+//! `triad:programme:version` (a random value, set anew before and after each programme
+//! applied).
 //!
 //! Room ids are slugs (no braces), so the hash tag is always the whole `room:<id>`.
 
@@ -28,7 +29,7 @@ pub(super) const PEOPLE: &str = "triad:people";
 /// The set of every room id.
 pub(super) const ROOMS: &str = "triad:rooms";
 
-/// A counter raised after each programme applied.
+/// A random value, set anew before and after each programme applied.
 pub(super) const PROGRAMME_VERSION: &str = "triad:programme:version";
 
 /// The prefix and suffix around a room id in its channel name.

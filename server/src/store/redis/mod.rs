@@ -137,20 +137,71 @@ impl RedisStore {
         timed(self.options.command_timeout, what, request).await
     }
 
-    /// A handle on the shared command connection.
-    /// Raises the programme version, after a programme applied.
-    async fn programme_changed(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        self.call(
-            "raise the programme version",
-            redis::cmd("INCR")
-                .arg(keys::PROGRAMME_VERSION)
-                .query_async::<i64>(&mut conn),
-        )
-        .await?;
+    /// Writes people, rooms and the room list of a programme.
+    async fn write_programme(&self, programme: &Programme) -> Result<(), StoreError> {
+        let mut people = Vec::with_capacity(programme.people.len());
+        for person in &programme.people {
+            people.push((person.id.as_str(), encode(person)?));
+        }
+        let mut rooms = Vec::with_capacity(programme.rooms.len());
+        for record in &programme.rooms {
+            rooms.push((record, encode(&StoredRoom::of(record))?));
+        }
+        if !people.is_empty() {
+            let mut conn = self.conn();
+            self.call(
+                "store people",
+                redis::cmd("HSET")
+                    .arg(keys::PEOPLE)
+                    .arg(&people)
+                    .query_async::<i64>(&mut conn),
+            )
+            .await?;
+        }
+        for (record, stored) in &rooms {
+            let keys = RoomKeys::of(&record.id);
+            let reply = self
+                .call(
+                    "store a room",
+                    scripts::apply_room(self.conn(), &keys, stored, &record.moderators),
+                )
+                .await?
+                .reply()?;
+            expect_reply(&reply, &Reply::Applied)?;
+        }
+        // Listed last, so a listed room always has its record and state.
+        if !rooms.is_empty() {
+            let ids: Vec<&str> = rooms.iter().map(|(record, _)| record.id.as_str()).collect();
+            let mut conn = self.conn();
+            self.call(
+                "list the rooms",
+                redis::cmd("SADD")
+                    .arg(keys::ROOMS)
+                    .arg(&ids)
+                    .query_async::<i64>(&mut conn),
+            )
+            .await?;
+        }
         Ok(())
     }
 
+    /// Gives the programme version a new random value. Random rather than counted: after
+    /// a failover to a replica that lagged, or a restore, a counter could come back to a
+    /// value a node already holds, with another programme behind it.
+    async fn programme_changed(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let version: u64 = rand::random();
+        self.call(
+            "announce a programme change",
+            redis::cmd("SET")
+                .arg(keys::PROGRAMME_VERSION)
+                .arg(version)
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    /// A handle on the shared command connection.
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
@@ -240,50 +291,12 @@ impl Store for RedisStore {
     }
 
     async fn apply_programme(&self, programme: &Programme) -> Result<(), StoreError> {
-        let mut people = Vec::with_capacity(programme.people.len());
-        for person in &programme.people {
-            people.push((person.id.as_str(), encode(person)?));
-        }
-        let mut rooms = Vec::with_capacity(programme.rooms.len());
-        for record in &programme.rooms {
-            rooms.push((record, encode(&StoredRoom::of(record))?));
-        }
-        if !people.is_empty() {
-            let mut conn = self.conn();
-            self.call(
-                "store people",
-                redis::cmd("HSET")
-                    .arg(keys::PEOPLE)
-                    .arg(&people)
-                    .query_async::<i64>(&mut conn),
-            )
-            .await?;
-        }
-        for (record, stored) in &rooms {
-            let keys = RoomKeys::of(&record.id);
-            let reply = self
-                .call(
-                    "store a room",
-                    scripts::apply_room(self.conn(), &keys, stored, &record.moderators),
-                )
-                .await?
-                .reply()?;
-            expect_reply(&reply, &Reply::Applied)?;
-        }
-        // Listed last, so a listed room always has its record and state.
-        if !rooms.is_empty() {
-            let ids: Vec<&str> = rooms.iter().map(|(record, _)| record.id.as_str()).collect();
-            let mut conn = self.conn();
-            self.call(
-                "list the rooms",
-                redis::cmd("SADD")
-                    .arg(keys::ROOMS)
-                    .arg(&ids)
-                    .query_async::<i64>(&mut conn),
-            )
-            .await?;
-        }
-        self.programme_changed().await
+        // Announced before and after: a node that read half of it reads again once it is
+        // whole, and a change cut short (a failed command, a caller gone) still counts.
+        self.programme_changed().await?;
+        let written = self.write_programme(programme).await;
+        let announced = self.programme_changed().await;
+        written.and(announced)
     }
 
     async fn programme_version(&self) -> Result<u64, StoreError> {
