@@ -90,14 +90,20 @@ pub struct Upgrade {
     on_upgrade: OnUpgrade,
 }
 
-/// Whether a comma-separated header holds `token`, ignoring case.
-fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+/// The entries of a comma-separated header, over all its lines, trimmed.
+fn tokens(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a comma-separated header holds `token`, ignoring case.
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
@@ -125,13 +131,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
             .cloned()
             .ok_or(HandshakeError::NoKey)?;
         // The offer may be split over several header lines (RFC 6455 §11.3.4).
-        let protocols = headers
-            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
+        let protocols = tokens(headers, header::SEC_WEBSOCKET_PROTOCOL)
             .map(str::to_owned)
             .collect();
         let on_upgrade = parts
