@@ -359,7 +359,7 @@ export type CoachingStatus = "scheduled" | "cancelled";
 /**
  * Why a request failed. Serialized as a snake_case string, e.g. `"not_a_member"`.
  */
-export type ErrorCode = "bad_json" | "unknown_type" | "invalid_request" | "binary_frame" | "not_authenticated" | "already_authenticated" | "token_expired" | "token_invalid" | "unknown_person" | "unknown_room" | "not_a_member" | "join_required" | "forbidden" | "body_too_long" | "empty_body" | "bad_client_msg_id" | "rate_limited" | "page_too_large" | "store_unavailable" | "internal" | "no_call" | "not_in_call" | "call_full" | "already_in_call" | "signal_too_large" | "coaching_in_past" | "coaching_overlap" | "unknown_time_zone" | "no_coaching" | "coaching_cancelled" | "no_message" | "invitation_invalid" | "invitation_used" | "invitation_expired" | "token_revoked" | "roster_invalid" | "not_found" | "conflict";
+export type ErrorCode = "bad_json" | "unknown_type" | "invalid_request" | "binary_frame" | "not_authenticated" | "already_authenticated" | "token_expired" | "token_invalid" | "unknown_person" | "unknown_room" | "not_a_member" | "join_required" | "forbidden" | "body_too_long" | "empty_body" | "bad_client_msg_id" | "rate_limited" | "page_too_large" | "store_unavailable" | "internal" | "no_call" | "not_in_call" | "call_full" | "already_in_call" | "signal_too_large" | "coaching_in_past" | "coaching_overlap" | "unknown_time_zone" | "no_coaching" | "coaching_cancelled" | "no_message" | "invitation_invalid" | "invitation_used" | "invitation_expired" | "token_revoked" | "roster_invalid" | "not_found" | "conflict" | "too_many_coachings" | "not_bookable" | "request_timeout" | "request_too_large";
 
 /**
  * What happened in a room event. Tagged by `kind`.

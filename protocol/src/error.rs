@@ -88,6 +88,16 @@ pub enum ErrorCode {
     NotFound,
     /// The change conflicts with what exists (a duplicate id, say).
     Conflict,
+    /// The room holds as many upcoming coaching sessions as it may
+    /// ([`crate::limits::MAX_UPCOMING_COACHINGS_PER_ROOM`]); cancel one first.
+    TooManyCoachings,
+    /// Coaching sessions are booked in a trio room or the commons, not in this room (the
+    /// staff room).
+    NotBookable,
+    /// The request's body did not arrive within the server's deadline.
+    RequestTimeout,
+    /// The request's body is larger than the server takes.
+    RequestTooLarge,
 }
 
 impl ErrorCode {
@@ -132,6 +142,10 @@ impl ErrorCode {
             Self::RosterInvalid => "roster_invalid",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
+            Self::TooManyCoachings => "too_many_coachings",
+            Self::NotBookable => "not_bookable",
+            Self::RequestTimeout => "request_timeout",
+            Self::RequestTooLarge => "request_too_large",
         }
     }
 

@@ -121,3 +121,42 @@ pub const MAX_PINS_PER_ROOM: usize = 500;
 /// Rooms with more people than this list only those online in the welcome, and get no
 /// presence pushes (the programme-wide room of a large programme).
 pub const MAX_LISTED_MEMBERS: usize = 100;
+
+/// The most upcoming (scheduled, not yet ended) coaching sessions a room may hold.
+pub const MAX_UPCOMING_COACHINGS_PER_ROOM: usize = 100;
+
+/// Bookings, moves and cancellations of coaching sessions per person, in a burst.
+pub const COACHING_CHANGES_BURST: u32 = 20;
+
+/// Bookings, moves and cancellations of coaching sessions per person per hour, sustained.
+pub const COACHING_CHANGES_PER_HOUR: u32 = 60;
+
+/// E-mails about bookings, moves and cancellations one person gets for one room, in a
+/// burst; beyond it such changes reach them in the app and the calendar feed only.
+pub const COACHING_MAILS_BURST: u32 = 3;
+
+/// E-mails about bookings, moves and cancellations one person gets for one room per hour,
+/// sustained.
+pub const COACHING_MAILS_PER_HOUR: u32 = 6;
+
+/// REST requests (`/api`) per second, sustained, per peer address and, for signed-in
+/// calls, per person.
+pub const API_RATE_PER_SECOND: u32 = 20;
+
+/// REST requests (`/api`) in a burst, per peer address and per person.
+pub const API_BURST: u32 = 100;
+
+/// Sign-in attempts (`/api/auth/redeem`, `/api/auth/refresh`) per peer address per minute,
+/// sustained.
+pub const SIGN_IN_RATE_PER_MINUTE: u32 = 6;
+
+/// Sign-in attempts per peer address in a burst.
+pub const SIGN_IN_BURST: u32 = 10;
+
+/// The longest message of a REST error, in characters. A message that repeats a client's
+/// input is cut there and ends with `…`, however long the input was.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 200;
+
+/// The largest REST request body, in bytes; larger ones are refused with
+/// `request_too_large` (413).
+pub const MAX_REQUEST_BODY_BYTES: usize = 2 * 1024 * 1024;

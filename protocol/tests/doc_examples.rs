@@ -110,6 +110,10 @@ fn every_error_code_is_documented() {
         ErrorCode::RosterInvalid,
         ErrorCode::NotFound,
         ErrorCode::Conflict,
+        ErrorCode::TooManyCoachings,
+        ErrorCode::NotBookable,
+        ErrorCode::RequestTimeout,
+        ErrorCode::RequestTooLarge,
     ];
     for code in codes {
         // The serde name and `as_str` agree, and the table lists the code.

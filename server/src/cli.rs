@@ -241,7 +241,11 @@ async fn shutdown_signal() {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = Server::bind(config).await?;
     tracing::info!(addr = %server.local_addr(), "listening");
-    // Parsed by the end-to-end tests and by people: keep this line's shape.
+    // Parsed by the end-to-end tests and by people: keep these lines' shape, and the
+    // metrics line (when there is one) before the other.
+    if let Some(metrics) = server.metrics_addr() {
+        println!("triad-server metrics on {metrics}");
+    }
     println!("triad-server listening on {}", server.local_addr());
     server.run(shutdown_signal()).await;
     Ok(())

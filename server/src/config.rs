@@ -99,6 +99,35 @@ pub struct Config {
     pub digest_interval: Duration,
     /// Log output format.
     pub log_format: LogFormat,
+    /// Time a client has to send its whole request body once its headers are in; a body
+    /// that is slower is answered 408 and its connection closed.
+    pub body_read_timeout: Duration,
+    /// The most connections open at once, websockets included; new ones beyond it are
+    /// answered 503 and closed. 0: no cap.
+    pub max_connections: usize,
+    /// The most connections open at once from one peer address. Behind a proxy or load
+    /// balancer every connection comes from the proxy: set 0 (no cap) there and cap at the
+    /// proxy. 0: no cap.
+    pub max_connections_per_peer: usize,
+    /// REST requests per second, sustained, per peer address and per signed-in person.
+    pub api_rate_per_second: u32,
+    /// REST requests in a burst, per peer address and per signed-in person.
+    pub api_burst: u32,
+    /// Sign-in attempts (redeem, refresh) per peer address per minute, sustained.
+    pub sign_in_rate_per_minute: u32,
+    /// Sign-in attempts per peer address in a burst.
+    pub sign_in_burst: u32,
+    /// Whether the REST limits take the client's address from the last `X-Forwarded-For`
+    /// entry (the one the proxy in front added) instead of the connection's peer. Only
+    /// behind a proxy that sets it: otherwise clients choose their own address.
+    pub trust_forwarded_for: bool,
+    /// Where `/metrics` is served: its own listener, kept off the public port. `None`: no
+    /// metrics endpoint.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bookings, moves and cancellations of coaching sessions per person per hour.
+    pub coaching_changes_per_hour: u32,
+    /// Bookings, moves and cancellations of coaching sessions per person in a burst.
+    pub coaching_changes_burst: u32,
 }
 
 /// Token verification (and, with a secret, minting) settings.
@@ -162,6 +191,17 @@ impl Default for Config {
             mail_from: "Triad <triad@localhost>".into(),
             digest_interval: Duration::from_secs(3600),
             log_format: LogFormat::Text,
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_connections_per_peer: 200,
+            api_rate_per_second: limits::API_RATE_PER_SECOND,
+            api_burst: limits::API_BURST,
+            sign_in_rate_per_minute: limits::SIGN_IN_RATE_PER_MINUTE,
+            sign_in_burst: limits::SIGN_IN_BURST,
+            trust_forwarded_for: false,
+            metrics_listen: None,
+            coaching_changes_per_hour: limits::COACHING_CHANGES_PER_HOUR,
+            coaching_changes_burst: limits::COACHING_CHANGES_BURST,
         }
     }
 }
@@ -255,6 +295,28 @@ impl Config {
             &mut self.digest_interval,
             o.digest_interval_ms.map(Duration::from_millis),
         );
+        set(
+            &mut self.body_read_timeout,
+            o.body_read_timeout_secs.map(secs),
+        );
+        set(&mut self.max_connections, o.max_connections);
+        set(
+            &mut self.max_connections_per_peer,
+            o.max_connections_per_peer,
+        );
+        set(&mut self.api_rate_per_second, o.api_rate_per_second);
+        set(&mut self.api_burst, o.api_burst);
+        set(&mut self.sign_in_rate_per_minute, o.sign_in_rate_per_minute);
+        set(&mut self.sign_in_burst, o.sign_in_burst);
+        set(&mut self.trust_forwarded_for, o.trust_forwarded_for);
+        if let Some(OptionalListen(listen)) = o.metrics_listen {
+            self.metrics_listen = listen;
+        }
+        set(
+            &mut self.coaching_changes_per_hour,
+            o.coaching_changes_per_hour,
+        );
+        set(&mut self.coaching_changes_burst, o.coaching_changes_burst);
     }
 
     /// An example configuration file with every setting and its default.
@@ -390,6 +452,69 @@ pub struct ConfigOverrides {
     /// [default: 3600000].
     #[arg(long, env = "TRIAD_DIGEST_INTERVAL_MS")]
     pub digest_interval_ms: Option<u64>,
+    /// Seconds a client has to send its request body once the headers are in [default: 30].
+    #[arg(long, env = "TRIAD_BODY_READ_TIMEOUT_SECS")]
+    pub body_read_timeout_secs: Option<u64>,
+    /// The most connections open at once, websockets included; 0 for no cap
+    /// [default: 10000].
+    #[arg(long, env = "TRIAD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// The most connections open at once from one peer address; 0 for no cap (behind a
+    /// proxy, where every connection comes from the proxy) [default: 200].
+    #[arg(long, env = "TRIAD_MAX_CONNECTIONS_PER_PEER")]
+    pub max_connections_per_peer: Option<usize>,
+    /// REST requests per second per peer address and per person [default: 20].
+    #[arg(long, env = "TRIAD_API_RATE_PER_SECOND")]
+    pub api_rate_per_second: Option<u32>,
+    /// REST requests in a burst per peer address and per person [default: 100].
+    #[arg(long, env = "TRIAD_API_BURST")]
+    pub api_burst: Option<u32>,
+    /// Sign-in attempts per peer address per minute [default: 6].
+    #[arg(long, env = "TRIAD_SIGN_IN_RATE_PER_MINUTE")]
+    pub sign_in_rate_per_minute: Option<u32>,
+    /// Sign-in attempts per peer address in a burst [default: 10].
+    #[arg(long, env = "TRIAD_SIGN_IN_BURST")]
+    pub sign_in_burst: Option<u32>,
+    /// Take the client address for the REST limits from the last X-Forwarded-For entry
+    /// (only behind a proxy that sets it) [default: false].
+    #[arg(long, env = "TRIAD_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: Option<bool>,
+    /// Where /metrics is served, e.g. 127.0.0.1:9090, or off [default: off].
+    #[arg(long, env = "TRIAD_METRICS_LISTEN")]
+    pub metrics_listen: Option<OptionalListen>,
+    /// Bookings, moves and cancellations of coaching sessions per person per hour
+    /// [default: 60].
+    #[arg(long, env = "TRIAD_COACHING_CHANGES_PER_HOUR")]
+    pub coaching_changes_per_hour: Option<u32>,
+    /// Bookings, moves and cancellations of coaching sessions per person in a burst
+    /// [default: 20].
+    #[arg(long, env = "TRIAD_COACHING_CHANGES_BURST")]
+    pub coaching_changes_burst: Option<u32>,
+}
+
+/// An address to listen on, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "off" | "" => Ok(Self(None)),
+            addr => addr
+                .parse()
+                .map(|addr| Self(Some(addr)))
+                .map_err(|_| format!("{addr:?} is neither an address like 127.0.0.1:9090 nor off")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OptionalListen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Why the configuration could not be loaded.
@@ -427,6 +552,18 @@ mod tests {
         assert_eq!(config.smtp_url, Config::default().smtp_url);
         assert_eq!(config.mail_from, Config::default().mail_from);
         assert_eq!(config.digest_interval, Config::default().digest_interval);
+        assert_eq!(
+            config.body_read_timeout,
+            Config::default().body_read_timeout
+        );
+        assert_eq!(config.max_connections, Config::default().max_connections);
+        assert_eq!(
+            config.max_connections_per_peer,
+            Config::default().max_connections_per_peer
+        );
+        assert_eq!(config.api_burst, Config::default().api_burst);
+        assert_eq!(config.sign_in_burst, Config::default().sign_in_burst);
+        assert_eq!(config.metrics_listen, Config::default().metrics_listen);
     }
 
     #[test]

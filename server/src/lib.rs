@@ -18,6 +18,8 @@
 //! - [`backup`]: export and import of a whole store as JSON lines (backup, restore, migration).
 //! - [`cli`]: the `triad-server` command line (serve, demo, token, import, export, import-data,
 //!   config).
+//! - [`throttle`]: rate limits keyed by peer address, person or room: bounded token buckets
+//!   that say when to retry.
 
 pub mod auth;
 pub mod backup;
@@ -35,3 +37,4 @@ pub mod report;
 pub mod schedule;
 pub mod server;
 pub mod store;
+pub mod throttle;

@@ -1,7 +1,7 @@
 //! Prometheus metrics: every metric's name, and one small function per thing that is
 //! counted, so the rest of the server counts with one line and never spells a name.
 //!
-//! `GET /metrics` renders them in the Prometheus text format ([`render`]). The recorder
+//! `GET /metrics`, on its own listener (`metrics_listen`), renders them in the Prometheus text format ([`render`]). The recorder
 //! (`metrics-exporter-prometheus`) is installed once per process ([`install`], called by
 //! `Server::bind` and by [`render`]); until then every function here does nothing. One
 //! process runs one server in production, so no metric carries a per-server label. Tests
@@ -29,6 +29,10 @@
 //! | `triad_calls_started_total` | counter | calls started on this node |
 //! | `triad_draining` | gauge | 1 from the shutdown signal until the server has stopped, else 0 |
 //! | `triad_drain_closed_sessions_total` | counter | sessions told to reconnect elsewhere (1001) by a drain |
+//! | `triad_sign_in_failures_total` | counter | sign-ins (`/api/auth/redeem`, `/api/auth/refresh`) refused: unknown, used or expired codes, bad refresh tokens |
+//! | `triad_rate_limited_total{limit}` | counter | REST calls answered 429: `api` (per person or peer address), `sign_in` (per peer address), `coaching` (bookings per person) |
+//! | `triad_request_timeouts_total` | counter | requests whose body did not arrive in time (408) |
+//! | `triad_connections_refused_total{cap}` | counter | connections refused at accept (503): `total` or `per_peer` cap reached |
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -76,6 +80,15 @@ pub const CALLS_STARTED: &str = "triad_calls_started_total";
 pub const DRAINING: &str = "triad_draining";
 /// `triad_drain_closed_sessions_total`.
 pub const DRAIN_CLOSED_SESSIONS: &str = "triad_drain_closed_sessions_total";
+
+/// `triad_sign_in_failures_total`.
+pub const SIGN_IN_FAILURES: &str = "triad_sign_in_failures_total";
+/// `triad_rate_limited_total{limit}`.
+pub const RATE_LIMITED: &str = "triad_rate_limited_total";
+/// `triad_request_timeouts_total`.
+pub const REQUEST_TIMEOUTS: &str = "triad_request_timeouts_total";
+/// `triad_connections_refused_total{cap}`.
+pub const CONNECTIONS_REFUSED: &str = "triad_connections_refused_total";
 
 /// Upper bounds of the append latency buckets, in seconds: an fsync on a local disk takes
 /// a millisecond or a few; a Redis round trip with `appendfsync always` a few more.
@@ -171,7 +184,24 @@ fn describe() {
         "Sessions told to reconnect elsewhere by a drain (1001)."
     );
 
+    describe_counter!(SIGN_IN_FAILURES, "Sign-ins refused.");
+    describe_counter!(RATE_LIMITED, "REST calls answered 429, per limit.");
+    describe_counter!(
+        REQUEST_TIMEOUTS,
+        "Requests whose body did not arrive in time."
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections refused at accept, per cap reached."
+    );
+
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    for limit in ["api", "sign_in", "coaching"] {
+        counter!(RATE_LIMITED, "limit" => limit).increment(0);
+    }
+    for cap in ["total", "per_peer"] {
+        counter!(CONNECTIONS_REFUSED, "cap" => cap).increment(0);
+    }
     for kind in [RoomKind::Trio, RoomKind::Commons, RoomKind::Staff] {
         gauge!(SESSIONS, "room_kind" => kind_label(kind)).increment(0.0);
     }
@@ -190,6 +220,8 @@ fn describe() {
         REDIS_ERRORS,
         CALLS_STARTED,
         DRAIN_CLOSED_SESSIONS,
+        SIGN_IN_FAILURES,
+        REQUEST_TIMEOUTS,
     ] {
         counter!(name).increment(0);
     }
@@ -317,6 +349,26 @@ pub fn drain_closed_session() {
     counter!(DRAIN_CLOSED_SESSIONS).increment(1);
 }
 
+/// A sign-in was refused.
+pub fn sign_in_failed() {
+    counter!(SIGN_IN_FAILURES).increment(1);
+}
+
+/// A REST call was answered 429 by `limit` (`api`, `sign_in` or `coaching`).
+pub fn rate_limited(limit: &'static str) {
+    counter!(RATE_LIMITED, "limit" => limit).increment(1);
+}
+
+/// A request's body did not arrive in time.
+pub fn request_timed_out() {
+    counter!(REQUEST_TIMEOUTS).increment(1);
+}
+
+/// A connection was refused at accept because `cap` (`total` or `per_peer`) was reached.
+pub fn connection_refused(cap: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "cap" => cap).increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +394,10 @@ mod tests {
             CALLS_STARTED,
             DRAINING,
             DRAIN_CLOSED_SESSIONS,
+            SIGN_IN_FAILURES,
+            RATE_LIMITED,
+            REQUEST_TIMEOUTS,
+            CONNECTIONS_REFUSED,
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(name)),

@@ -53,6 +53,8 @@ pub enum ServerError {
 /// A bound, ready-to-run server.
 pub struct Server {
     listener: TcpListener,
+    /// The metrics listener, when `metrics_listen` is set.
+    metrics_listener: Option<TcpListener>,
     config: Config,
     gateway: Arc<Gateway>,
     /// Stops the bus to other nodes, after the sessions have closed.
@@ -85,6 +87,14 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| ServerError::Bind(config.listen, e))?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| ServerError::Bind(addr, e))?,
+            ),
+            None => None,
+        };
         let settings = SessionSettings {
             hello_timeout: config.hello_timeout,
             outbox_capacity: config.outbox_capacity,
@@ -118,6 +128,7 @@ impl Server {
         ));
         Ok(Self {
             listener,
+            metrics_listener,
             config,
             gateway,
             bus_stop,
@@ -127,6 +138,13 @@ impl Server {
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// The address `/metrics` is served on, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves, then drains:
@@ -142,11 +160,16 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Self {
             listener,
+            metrics_listener,
             config,
             gateway,
             bus_stop,
         } = self;
-        let router = http::router(gateway.clone());
+        let router = http::router(
+            gateway.clone(),
+            Arc::new(http::limits::ApiLimits::from_config(&config)),
+            http::body::BodyDeadline(config.body_read_timeout),
+        );
         let reminders = crate::schedule::reminders::start(
             gateway.schedule.clone(),
             gateway.mailer.clone(),
@@ -178,20 +201,38 @@ impl Server {
                 );
             }
         };
-        let serving = http::serve::serve(
-            listener,
-            router,
-            config.header_read_timeout,
-            config.shutdown_timeout,
-            signal,
-            gateway.shutdown.clone(),
-        );
+        let settings = http::serve::ServeSettings {
+            header_read_timeout: config.header_read_timeout,
+            drain: config.shutdown_timeout,
+            max_connections: config.max_connections,
+            max_connections_per_peer: config.max_connections_per_peer,
+        };
+        let serving =
+            http::serve::serve(listener, router, settings, signal, gateway.shutdown.clone());
+        // Metrics are served through the drain, until the sessions are told to close.
+        let metrics_serving = async {
+            if let Some(listener) = metrics_listener {
+                let settings = http::serve::ServeSettings {
+                    max_connections: 64,
+                    max_connections_per_peer: 0,
+                    ..settings
+                };
+                http::serve::serve(
+                    listener,
+                    http::metrics_router(),
+                    settings,
+                    gateway.shutdown.clone().cancelled_owned(),
+                    CancellationToken::new(),
+                )
+                .await;
+            }
+        };
         let closing = async {
             gateway.shutdown.cancelled().await;
             gateway.sessions.close();
             tokio::time::timeout(config.shutdown_timeout, gateway.sessions.wait()).await
         };
-        let ((), closed) = tokio::join!(serving, closing);
+        let ((), (), closed) = tokio::join!(serving, metrics_serving, closing);
         match closed {
             Ok(()) => tracing::info!("drained: every session closed"),
             Err(_) => tracing::warn!(

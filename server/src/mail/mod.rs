@@ -5,6 +5,11 @@
 //! which, is their choice in their [`Preferences`]: an address (from the roster) and the
 //! `email_reminders` and `email_digest` switches. The texts are in [`compose`]; times in
 //! them are shown in the reader's own time zone.
+//!
+//! Mails about bookings, moves and cancellations are limited per person and room
+//! (`COACHING_MAILS_BURST`, then `COACHING_MAILS_PER_HOUR`): a burst of changes reaches
+//! everyone in the app and the calendar feed, but not as a flood of mail. Reminders before
+//! a session and its start are always sent.
 
 pub mod compose;
 pub mod digest;
@@ -13,12 +18,16 @@ use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::{AsyncTransport, Tokio1Executor};
-use triad_protocol::{CoachingChange, CoachingSession, PersonInfo};
+use std::time::Duration;
+
+use triad_protocol::limits::{COACHING_MAILS_BURST, COACHING_MAILS_PER_HOUR};
+use triad_protocol::{CoachingChange, CoachingSession, PersonId, PersonInfo, RoomId};
 
 use crate::config::Config;
 use crate::programme::Preferences;
 use crate::programme::model::preferences;
 use crate::store::{SharedStore, StoreError};
+use crate::throttle::{Rate, Throttle};
 
 pub use digest::start_digests;
 
@@ -51,6 +60,8 @@ pub struct Mailer {
     from: Mailbox,
     public_url: String,
     store: SharedStore,
+    /// E-mails about bookings, moves and cancellations, per person and room.
+    change_mails: Throttle<(PersonId, RoomId)>,
 }
 
 impl Mailer {
@@ -77,6 +88,11 @@ impl Mailer {
             from,
             public_url: public_url.trim_end_matches('/').to_owned(),
             store,
+            change_mails: Throttle::new(Rate::new(
+                COACHING_MAILS_PER_HOUR,
+                Duration::from_secs(3600),
+                COACHING_MAILS_BURST,
+            )),
         })
     }
 
@@ -145,6 +161,19 @@ impl Mailer {
         else {
             return Ok(());
         };
+        let is_change = matches!(
+            change,
+            CoachingChange::Booked | CoachingChange::Moved | CoachingChange::Cancelled
+        );
+        if is_change
+            && self
+                .change_mails
+                .check(&(person.id.clone(), session.room.clone()))
+                .is_err()
+        {
+            tracing::info!(person = %person.id, coaching = %session.id, ?change, "change not e-mailed: too many for this room lately");
+            return Ok(());
+        }
         let (subject, body) =
             compose::reminder(person, session, room_title, change, &self.public_url);
         self.send(&email, &subject, body).await?;

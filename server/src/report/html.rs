@@ -112,7 +112,13 @@ impl CycleReport {
         writeln!(out, "</tbody>\n</table>")?;
 
         writeln!(out, "<h2>Key learning</h2>")?;
-        if self.pins.is_empty() {
+        if let Some(count) = self.pins_withheld {
+            writeln!(
+                out,
+                "<p>{count} pinned message(s). {}</p>",
+                super::PINS_WITHHELD_NOTE
+            )?;
+        } else if self.pins.is_empty() {
             writeln!(out, "<p>Nothing was pinned in this cycle.</p>")?;
         }
         for pin in &self.pins {

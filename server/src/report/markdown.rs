@@ -93,7 +93,13 @@ impl CycleReport {
         writeln!(out)?;
         writeln!(out, "## Key learning")?;
         writeln!(out)?;
-        if self.pins.is_empty() {
+        if let Some(count) = self.pins_withheld {
+            writeln!(
+                out,
+                "{count} pinned message(s). {}",
+                super::PINS_WITHHELD_NOTE
+            )?;
+        } else if self.pins.is_empty() {
             writeln!(out, "Nothing was pinned in this cycle.")?;
         }
         for pin in &self.pins {

@@ -66,8 +66,12 @@ pub struct CycleReport {
     /// Chat messages written within the cycle, per person: every head and moderator (with
     /// 0 if silent), then anyone else who wrote.
     pub activity: Vec<Activity>,
-    /// The pinned messages written within the cycle, in message order.
+    /// The pinned messages written within the cycle, in message order (empty when
+    /// withheld).
     pub pins: Vec<PinnedMessage>,
+    /// When the reader may not read the room (an assigned moderator who has not joined
+    /// it): how many pinned messages were left out. `None`: nothing was withheld.
+    pub pins_withheld: Option<usize>,
 }
 
 /// A person as the report names them.
@@ -351,6 +355,7 @@ pub async fn build(
         sessions,
         activity,
         pins,
+        pins_withheld: None,
     })
 }
 
@@ -445,7 +450,17 @@ impl Format {
     }
 }
 
+/// What the report says where the key learning was withheld.
+pub const PINS_WITHHELD_NOTE: &str = "Join the trio's room to see its key learning: pinned messages are quoted only to people who can read the room.";
+
 impl CycleReport {
+    /// Leaves the pinned messages out (their text is the room's), keeping their number:
+    /// for a reader who cannot read the room.
+    pub fn withhold_pins(&mut self) {
+        self.pins_withheld = Some(self.pins.len());
+        self.pins.clear();
+    }
+
     /// The report in `format`.
     pub fn render(&self, format: Format) -> String {
         match format {
@@ -616,6 +631,7 @@ pub(crate) mod sample {
                 body: "Exit tickets <b>work</b>\nwhen 'students' & teachers agree".into(),
                 pinned_by: anna,
             }],
+            pins_withheld: None,
         }
     }
 }

@@ -6,7 +6,9 @@
 //! person's current key, so creating a new key voids the old one. Each session is one
 //! `VEVENT` with a stable UID, its `SEQUENCE` and `STATUS` (cancelled sessions stay in the
 //! feed, so subscribed calendars remove them), and its times as local wall times in the
-//! session's own IANA zone, described by a `VTIMEZONE` built from the zone database.
+//! session's own IANA zone, described by a `VTIMEZONE` built from the zone database. Every
+//! line is written through [`super::ics`]: names, titles and agendas are escaped as TEXT,
+//! and lines folded, per RFC 5545.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,13 +17,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::{OffsetComponents, OffsetName, Tz};
-use icalendar::{Calendar, CalendarDateTime, Component, Event, EventLike, EventStatus, Property};
 use sha2::{Digest, Sha256};
-use triad_protocol::{CoachingSession, CoachingStatus, PersonId, PersonInfo, Role, Timestamp};
+use triad_protocol::{CoachingSession, CoachingStatus, PersonId, PersonInfo, Timestamp};
 
-use crate::auth::{Access, access_to};
+use super::ics::Lines;
 use crate::store::docs::{Docs, UpdateError};
-use crate::store::{Collection, RoomRecord, Store, StoreError};
+use crate::store::{Collection, Store, StoreError};
 
 /// The product identifier of the feeds.
 pub const PRODID: &str = "-//Triad//Coaching sessions//EN";
@@ -86,11 +87,7 @@ pub async fn key_owner(store: &dyn Store, key: &str) -> Result<Option<PersonId>,
     owners.get(&key_hash(key)).await
 }
 
-/// Whether `person` sees the sessions of `room` in their feed: the coordinator sees every
-/// room; others the rooms they belong to or are assigned to.
-pub fn sees(person: &PersonInfo, room: &RoomRecord) -> bool {
-    person.role == Role::Coordinator || access_to(room, &person.id) != Access::None
-}
+pub use super::sees;
 
 /// A session with the title of its room, for the feed.
 #[derive(Debug, Clone)]
@@ -136,71 +133,68 @@ fn local(at: Timestamp, tz: Tz) -> NaiveDateTime {
     utc(at).with_timezone(&tz).naive_local()
 }
 
-/// Renders a calendar named `name` with one event per entry.
+/// An instant as an iCalendar UTC date-time (`20261201T150000Z`).
+fn utc_stamp(at: Timestamp) -> String {
+    utc(at).format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// Renders a calendar named `name` with one event per entry. Every value goes through
+/// [`ics`](super::ics): escaped, cleaned of control characters, folded.
 pub fn render(name: &str, entries: &[FeedEntry], base_url: &str) -> String {
     let base_url = base_url.trim_end_matches('/');
-    let mut calendar = Calendar::empty();
-    calendar
-        .append_property(Property::new("VERSION", "2.0"))
-        .append_property(Property::new("PRODID", PRODID))
-        .append_property(Property::new("CALSCALE", "GREGORIAN"))
-        .append_property(Property::new("METHOD", "PUBLISH"))
-        .name(name);
-    // Each zone used, with the span of time its definition must cover.
+    let mut lines = Lines::new();
+    lines
+        .raw("BEGIN", &[], "VCALENDAR")
+        .raw("VERSION", &[], "2.0")
+        .text("PRODID", PRODID)
+        .raw("CALSCALE", &[], "GREGORIAN")
+        .raw("METHOD", &[], "PUBLISH")
+        .text("NAME", name)
+        .text("X-WR-CALNAME", name);
+    // Each zone used, with the span of time its definition must cover; defined before the
+    // events.
     let mut zones: BTreeMap<String, (Tz, Timestamp, Timestamp)> = BTreeMap::new();
-    for FeedEntry {
-        session,
-        room_title,
-    } in entries
-    {
+    for FeedEntry { session, .. } in entries {
         let tz = session.time_zone.parse::<Tz>().unwrap_or(Tz::UTC);
         let span = zones
             .entry(tz.name().to_owned())
             .or_insert((tz, session.start, session.end()));
         span.1 = span.1.min(session.start);
         span.2 = span.2.max(session.end());
-        let status = match session.status {
-            CoachingStatus::Scheduled => EventStatus::Confirmed,
-            CoachingStatus::Cancelled => EventStatus::Cancelled,
-        };
-        let mut event = Event::new();
-        event
-            .uid(&format!("{}@triad", session.id))
-            .sequence(session.sequence)
-            .timestamp(utc(session.updated_at))
-            .last_modified(utc(session.updated_at))
-            .starts(CalendarDateTime::WithTimezone {
-                date_time: local(session.start, tz),
-                tzid: tz.name().to_owned(),
-            })
-            .ends(CalendarDateTime::WithTimezone {
-                date_time: local(session.end(), tz),
-                tzid: tz.name().to_owned(),
-            })
-            .summary(&session.title)
-            .location(&format!("Triad: {room_title}"))
-            .url(&format!("{base_url}/#room={}", session.room))
-            .status(status);
-        if !session.agenda.is_empty() {
-            event.description(&session.agenda);
-        }
-        calendar.push(event.done());
     }
-    let text = calendar.done().to_string();
-    let timezones: String = zones
-        .values()
-        .map(|(tz, from, to)| vtimezone(*tz, *from, *to))
-        .collect();
-    // The zone definitions go before the events.
-    let at = text
-        .find("BEGIN:VEVENT")
-        .or_else(|| text.find("END:VCALENDAR"))
-        .unwrap_or(text.len());
-    let mut out = String::with_capacity(text.len() + timezones.len());
-    out.push_str(&text[..at]);
-    out.push_str(&timezones);
-    out.push_str(&text[at..]);
-    out
+    for (tz, from, to) in zones.values() {
+        vtimezone(&mut lines, *tz, *from, *to);
+    }
+    for FeedEntry {
+        session,
+        room_title,
+    } in entries
+    {
+        let tz = session.time_zone.parse::<Tz>().unwrap_or(Tz::UTC);
+        let status = match session.status {
+            CoachingStatus::Scheduled => "CONFIRMED",
+            CoachingStatus::Cancelled => "CANCELLED",
+        };
+        let wall = |at: Timestamp| local(at, tz).format("%Y%m%dT%H%M%S").to_string();
+        lines
+            .raw("BEGIN", &[], "VEVENT")
+            .text("UID", &format!("{}@triad", session.id))
+            .raw("SEQUENCE", &[], &session.sequence.to_string())
+            .raw("DTSTAMP", &[], &utc_stamp(session.updated_at))
+            .raw("LAST-MODIFIED", &[], &utc_stamp(session.updated_at))
+            .raw("DTSTART", &[("TZID", tz.name())], &wall(session.start))
+            .raw("DTEND", &[("TZID", tz.name())], &wall(session.end()))
+            .text("SUMMARY", &session.title)
+            .text("LOCATION", &format!("Triad: {room_title}"))
+            .raw("URL", &[], &format!("{base_url}/#room={}", session.room))
+            .raw("STATUS", &[], status);
+        if !session.agenda.is_empty() {
+            lines.text("DESCRIPTION", &session.agenda);
+        }
+        lines.raw("END", &[], "VEVENT");
+    }
+    lines.raw("END", &[], "VCALENDAR");
+    lines.finish()
 }
 
 /// The UTC offset in force in `tz` at `secs` (seconds since the epoch): total seconds,
@@ -282,14 +276,12 @@ fn observances(tz: Tz, from: i64, to: i64) -> Vec<Observance> {
     found
 }
 
-/// A `VTIMEZONE` for `tz` covering the instants `from..=to` (milliseconds), with a day
-/// either side.
-fn vtimezone(tz: Tz, from: Timestamp, to: Timestamp) -> String {
+/// Writes a `VTIMEZONE` for `tz` covering the instants `from..=to` (milliseconds), with a
+/// day either side.
+fn vtimezone(lines: &mut Lines, tz: Tz, from: Timestamp, to: Timestamp) {
     let from = from.div_euclid(1000) - 86_400;
     let to = to.div_euclid(1000) + 86_400;
-    let mut out = String::new();
-    out.push_str("BEGIN:VTIMEZONE\r\n");
-    let _ = write!(out, "TZID:{}\r\n", tz.name());
+    lines.raw("BEGIN", &[], "VTIMEZONE").text("TZID", tz.name());
     for observance in observances(tz, from, to) {
         let kind = if observance.daylight {
             "DAYLIGHT"
@@ -302,17 +294,17 @@ fn vtimezone(tz: Tz, from: Timestamp, to: Timestamp) -> String {
             .single()
             .unwrap_or_default()
             .naive_utc();
-        let _ = write!(out, "BEGIN:{kind}\r\n");
-        let _ = write!(out, "DTSTART:{}\r\n", onset.format("%Y%m%dT%H%M%S"));
-        let _ = write!(out, "TZOFFSETFROM:{}\r\n", utc_offset(observance.from));
-        let _ = write!(out, "TZOFFSETTO:{}\r\n", utc_offset(observance.to));
+        lines
+            .raw("BEGIN", &[], kind)
+            .raw("DTSTART", &[], &onset.format("%Y%m%dT%H%M%S").to_string())
+            .raw("TZOFFSETFROM", &[], &utc_offset(observance.from))
+            .raw("TZOFFSETTO", &[], &utc_offset(observance.to));
         if let Some(name) = observance.name {
-            let _ = write!(out, "TZNAME:{name}\r\n");
+            lines.text("TZNAME", &name);
         }
-        let _ = write!(out, "END:{kind}\r\n");
+        lines.raw("END", &[], kind);
     }
-    out.push_str("END:VTIMEZONE\r\n");
-    out
+    lines.raw("END", &[], "VTIMEZONE");
 }
 
 #[cfg(test)]
@@ -412,7 +404,9 @@ mod tests {
                 .unwrap()
                 .timestamp()
         );
-        let text = vtimezone(chrono_tz::Europe::Rome, from * 1000, to * 1000);
+        let mut lines = Lines::new();
+        vtimezone(&mut lines, chrono_tz::Europe::Rome, from * 1000, to * 1000);
+        let text = lines.finish();
         assert!(
             text.contains("BEGIN:DAYLIGHT\r\nDTSTART:20270328T020000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nTZNAME:CEST\r\nEND:DAYLIGHT\r\n"),
             "{text}"

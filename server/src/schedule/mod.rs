@@ -1,6 +1,6 @@
 //! Coaching sessions: booking, moving and cancelling them with their rules ([`rules`]),
 //! telling the members of the room, reminding them ([`reminders`]), the per-person
-//! iCalendar feed ([`calendar`]), and who attended, from the call records ([`attendance`]).
+//! iCalendar feed ([`calendar`], written through [`ics`]), and who attended, from the call records ([`attendance`]).
 //!
 //! A room's sessions are one document ([`Collection::Coachings`], keyed by room), changed by
 //! compare-and-set, so two bookings racing for the same hour cannot both land, whichever
@@ -9,6 +9,7 @@
 
 pub mod attendance;
 pub mod calendar;
+pub mod ics;
 pub mod reminders;
 pub mod rules;
 
@@ -19,6 +20,9 @@ use triad_protocol::{
     Role, RoomId, RoomKind, ServerFrame, ServerMessage, Timestamp,
 };
 
+use triad_protocol::limits::MAX_UPCOMING_COACHINGS_PER_ROOM;
+
+use crate::auth::{Access, access_to};
 use crate::hub::Hub;
 use crate::store::docs::{Docs, UpdateError};
 use crate::store::{Collection, RoomRecord, SharedStore, StoreError, now_ms};
@@ -59,6 +63,14 @@ pub enum ScheduleError {
     /// A field is missing or out of its limits.
     #[error("{0}")]
     Invalid(String),
+    /// The room holds as many upcoming sessions as it may.
+    #[error(
+        "{0} already has {MAX_UPCOMING_COACHINGS_PER_ROOM} upcoming sessions, the most a room may hold; cancel one first"
+    )]
+    TooMany(RoomId),
+    /// Sessions are not booked in this room (the staff room).
+    #[error("coaching sessions are booked in a trio room or the commons, not in {0}")]
+    NotBookable(RoomId),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -76,6 +88,8 @@ impl ScheduleError {
             Self::UnknownRoom(_) => ErrorCode::UnknownRoom,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::Invalid(_) => ErrorCode::InvalidRequest,
+            Self::TooMany(_) => ErrorCode::TooManyCoachings,
+            Self::NotBookable(_) => ErrorCode::NotBookable,
             Self::Store(StoreError::UnknownRoom(_)) => ErrorCode::UnknownRoom,
             Self::Store(_) => ErrorCode::StoreUnavailable,
         }
@@ -103,13 +117,22 @@ pub fn audience(room: &RoomRecord) -> Vec<PersonId> {
     people
 }
 
+/// Whether `person` sees the sessions of `room`: the coordinator every room; others the
+/// rooms they are in or assigned to.
+pub fn sees(person: &PersonInfo, room: &RoomRecord) -> bool {
+    person.role == Role::Coordinator || access_to(room, &person.id) != Access::None
+}
+
 /// Whether `person` may book, move and cancel sessions of `room`: the coordinator
-/// anywhere; a moderator in the trios assigned to them and in the commons; a head in their
+/// in any room that takes sessions; a moderator in the trios assigned to them and in the commons; a head in their
 /// own trio.
 pub fn may_book(person: &PersonInfo, room: &RoomRecord) -> bool {
     match person.role {
-        Role::Coordinator => true,
-        Role::Moderator => room.kind == RoomKind::Commons || room.moderators.contains(&person.id),
+        Role::Coordinator => room.kind != RoomKind::Staff,
+        Role::Moderator => {
+            room.kind == RoomKind::Commons
+                || (room.kind == RoomKind::Trio && room.moderators.contains(&person.id))
+        }
         Role::Head => room.kind == RoomKind::Trio && room.members.contains(&person.id),
     }
 }
@@ -141,6 +164,9 @@ impl Schedule {
             .room(room)
             .await?
             .ok_or_else(|| ScheduleError::UnknownRoom(room.clone()))?;
+        if record.kind == RoomKind::Staff {
+            return Err(ScheduleError::NotBookable(room.clone()));
+        }
         if !may_book(by, &record) {
             let why = match (by.role, record.kind) {
                 (Role::Head, RoomKind::Trio) => format!("{room} is not your trio"),
@@ -152,12 +178,21 @@ impl Schedule {
         Ok(record)
     }
 
-    /// The room of session `id`, if `by` may change its sessions.
+    /// The room of session `id`, if `by` may change its sessions. A session of a room `by`
+    /// does not see is `NoCoaching`, as for reading it: its existence is not revealed.
     async fn room_of(&self, by: &PersonInfo, id: &CoachingId) -> Result<RoomRecord, ScheduleError> {
         let current = self
             .find(id)
             .await?
             .ok_or_else(|| ScheduleError::NoCoaching(id.clone()))?;
+        let seen = self
+            .store
+            .room(&current.room)
+            .await?
+            .is_some_and(|room| sees(by, &room));
+        if !seen {
+            return Err(ScheduleError::NoCoaching(id.clone()));
+        }
         self.room_for(by, &current.room).await
     }
 
@@ -189,6 +224,13 @@ impl Schedule {
             .update(record.id.as_str(), move |sessions| {
                 let mut sessions = sessions.unwrap_or_default();
                 rules::check_free(&sessions, &booked, None)?;
+                let upcoming = sessions
+                    .iter()
+                    .filter(|s| s.status == CoachingStatus::Scheduled && s.end() > now)
+                    .count();
+                if upcoming >= MAX_UPCOMING_COACHINGS_PER_ROOM {
+                    return Err(ScheduleError::TooMany(booked.room.clone()));
+                }
                 sessions.push(booked.clone());
                 sessions.sort_by_key(|s| s.start);
                 Ok((Some(sessions), ()))

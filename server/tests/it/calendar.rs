@@ -304,3 +304,91 @@ async fn a_new_key_voids_the_old_url() {
     let (status, _, _) = http(server.addr, "POST", "/api/me/calendar", None, None).await;
     assert_eq!(status, 401);
 }
+
+/// An iCalendar TEXT value unescaped.
+fn unescape(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n' | 'N') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn names_titles_and_agendas_cannot_break_out_of_their_lines() {
+    let server = TestServer::start().await;
+    let injected = "Rhian Evans\r\nEND:VCALENDAR\nBEGIN:VEVENT\nUID:evil@example\nSUMMARY:Injected\nEND:VEVENT";
+    let (status, _, body) = http(
+        server.addr,
+        "PUT",
+        "/api/people/rhian.evans",
+        Some(&server.token("david.coordinator")),
+        Some(
+            &serde_json::json!({
+                "name": injected,
+                "role": "head",
+                "region": "west-wales",
+                "school": "Ysgol Bro Teifi",
+                "time_zone": "Europe/London",
+            })
+            .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let feed = new_feed(&server, "rhian.evans").await;
+
+    let day = Utc::now()
+        .date_naive()
+        .checked_add_days(Days::new(12))
+        .unwrap();
+    let title = "Læring på tværs; første møde, \\ ærlige svar — ølstue-snak i Århus, ".to_owned()
+        + "über alles";
+    assert!(title.len() > 75 && title.len() <= 200);
+    let session = book(
+        &server,
+        "sara.moderator",
+        serde_json::json!({
+            "room": "trio-1",
+            "title": title,
+            "agenda": "First\rSecond\r\nThird",
+            "start": format!("{day}T10:00"),
+            "duration_min": 60,
+            "time_zone": "Europe/London",
+        }),
+    )
+    .await;
+
+    let (_, _, text) = http(server.addr, "GET", &feed, None, None).await;
+    // No bare CR or LF inside a line, no line over 75 octets.
+    assert!(text.ends_with("\r\n"), "{text}");
+    for line in text.split("\r\n") {
+        assert!(!line.contains('\r') && !line.contains('\n'), "{line:?}");
+        assert!(line.len() <= 75, "{} octets: {line:?}", line.len());
+    }
+    let calendar = read_feed(&server, &feed).await.unwrap();
+    assert_eq!(calendar.events.len(), 1, "{text}");
+    assert!(!text.contains("evil@example\r\n"), "{text}");
+    let name = prop(&calendar.properties, "NAME")
+        .and_then(|p| p.value.clone())
+        .unwrap();
+    assert_eq!(
+        unescape(&name),
+        format!("Triad: {}", injected.replace("\r\n", "\n"))
+    );
+    let found = event(&calendar, &session).expect("the session");
+    assert_eq!(unescape(&value(found, "SUMMARY")), title);
+    assert_eq!(
+        unescape(&value(found, "DESCRIPTION")),
+        "First\nSecond\nThird"
+    );
+}

@@ -1,4 +1,4 @@
-//! Metrics at `/metrics`, and the drain: readiness turns first, sessions are served through
+//! Metrics at `/metrics` (on the metrics listener), and the drain: readiness turns first, sessions are served through
 //! the drain delay, then closed with 1001.
 //!
 //! Servers in one test process share one metrics recorder, so these tests compare before
@@ -50,7 +50,7 @@ fn value(scrape: &str, series: &str) -> f64 {
 async fn metrics_count_sessions_messages_and_append_latency() {
     let server = TestServer::start().await;
     let (mut anna, _) = server.signed_in("anna.jensen").await;
-    let (status, before) = get(server.addr, "/metrics").await;
+    let (status, before) = get(server.metrics_addr.unwrap(), "/metrics").await;
     assert_eq!(status, 200);
     assert!(
         before.contains("content-type: text/plain; version=0.0.4"),
@@ -64,7 +64,7 @@ async fn metrics_count_sessions_messages_and_append_latency() {
         anna.send("trio-1", "m-1", "counted").await,
         ServerMessage::Ack(_)
     ));
-    let (_, after) = get(server.addr, "/metrics").await;
+    let (_, after) = get(server.metrics_addr.unwrap(), "/metrics").await;
     assert!(value(&after, "triad_messages_in_total") > value(&before, "triad_messages_in_total"));
     assert!(value(&after, "triad_messages_out_total") > value(&before, "triad_messages_out_total"));
     assert!(

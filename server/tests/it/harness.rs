@@ -28,6 +28,8 @@ pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 /// A server running in this process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: Option<SocketAddr>,
     pub config: Config,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
@@ -49,6 +51,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.request_burst = 1000;
     config.shutdown_timeout = Duration::from_secs(2);
     config.drain_delay = Duration::ZERO;
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     config
 }
 
@@ -91,12 +94,14 @@ impl TestServer {
     async fn run(config: Config, dir: Arc<tempfile::TempDir>) -> Self {
         let server = Server::bind(config.clone()).await.unwrap();
         let addr = server.local_addr();
+        let metrics_addr = server.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            metrics_addr,
             config,
             stop: Some(stop),
             done: Some(done),
@@ -122,6 +127,14 @@ impl TestServer {
                 .unwrap()
                 .unwrap();
         }
+    }
+
+    /// The text of `/metrics`, from the metrics listener.
+    pub async fn metrics(&self) -> String {
+        let addr = self.metrics_addr.expect("the test config serves metrics");
+        let (status, _, body) = crate::calendar::http(addr, "GET", "/metrics", None, None).await;
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     pub fn url(&self) -> String {

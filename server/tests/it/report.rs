@@ -330,6 +330,120 @@ async fn a_cycle_report_shows_attendance_messages_and_key_learning_in_three_form
 }
 
 #[tokio::test]
+async fn a_moderator_who_has_not_joined_the_trio_gets_no_pinned_text() {
+    let held = Utc::now().timestamp_millis() - 3 * 60 * MIN;
+    let server =
+        TestServer::start_seeded(async |store: &EmbeddedStore| seed(store, held).await).await;
+    let (mut anna, _) = server.signed_in("anna.jensen").await;
+    let key = "Our exit tickets showed what the survey missed";
+    let seq = match anna.send("trio-1", "a0", key).await {
+        ServerMessage::Ack(ack) => ack.seq,
+        other => panic!("expected ack, got {other:?}"),
+    };
+    assert_eq!(
+        anna.call(Request::Pin {
+            room: room("trio-1"),
+            seq
+        })
+        .await,
+        ServerMessage::Ok
+    );
+    let sara = server.token("sara.moderator");
+
+    // Not joined: the counts and attendance stay, the pinned text does not.
+    for format in ["md", "html"] {
+        let report = get(
+            server.addr,
+            &format!("/api/reports/trio-1/cycle-1?format={format}"),
+            &sara,
+        )
+        .await;
+        assert_eq!(report.status, 200, "{}", report.body);
+        assert!(!report.body.contains(key), "{format}: {}", report.body);
+        assert!(
+            report
+                .body
+                .contains("Join the trio's room to see its key learning"),
+            "{format}: {}",
+            report.body
+        );
+        assert!(report.body.contains("1 pinned message"), "{}", report.body);
+        assert!(report.body.contains("Anna Jensen"), "{}", report.body);
+    }
+    let md = get(server.addr, "/api/reports/trio-1/cycle-1", &sara).await;
+    assert!(
+        md.body.contains("| Anna Jensen | head | 1 |"),
+        "{}",
+        md.body
+    );
+
+    // Once she has joined the room, she reads it, and the report quotes it.
+    let (mut moderator, _) = server.signed_in("sara.moderator").await;
+    assert!(matches!(
+        moderator
+            .call(Request::Join {
+                room: room("trio-1")
+            })
+            .await,
+        ServerMessage::Joined { .. } | ServerMessage::Ok
+    ));
+    let joined = get(server.addr, "/api/reports/trio-1/cycle-1", &sara).await;
+    assert!(joined.body.contains(key), "{}", joined.body);
+    // The coordinator always gets the whole report.
+    let whole = get(
+        server.addr,
+        "/api/reports/trio-1/cycle-1",
+        &server.token("david.coordinator"),
+    )
+    .await;
+    assert!(whole.body.contains(key), "{}", whole.body);
+}
+
+#[tokio::test]
+async fn reports_are_sandboxed_and_downloads_say_so() {
+    let held = Utc::now().timestamp_millis() - 3 * 60 * MIN;
+    let server =
+        TestServer::start_seeded(async |store: &EmbeddedStore| seed(store, held).await).await;
+    let coordinator = server.token("david.coordinator");
+    for (format, disposition) in [
+        (
+            "html",
+            "content-disposition: inline; filename=\"report-trio-1-cycle-1.html\"",
+        ),
+        (
+            "md",
+            "content-disposition: attachment; filename=\"report-trio-1-cycle-1.md\"",
+        ),
+        (
+            "csv",
+            "content-disposition: attachment; filename=\"report-trio-1-cycle-1.csv\"",
+        ),
+    ] {
+        let report = get(
+            server.addr,
+            &format!("/api/reports/trio-1/cycle-1?format={format}"),
+            &coordinator,
+        )
+        .await;
+        assert_eq!(report.status, 200, "{}", report.body);
+        let headers = &report.headers;
+        assert!(headers.contains(disposition), "{format}: {headers}");
+        assert!(
+            headers.contains("x-content-type-options: nosniff"),
+            "{format}: {headers}"
+        );
+        let policy = headers
+            .lines()
+            .find_map(|l| l.strip_prefix("content-security-policy: "))
+            .unwrap_or_else(|| panic!("{format}: no policy in {headers}"));
+        assert!(policy.starts_with("default-src 'none'"), "{policy}");
+        assert!(policy.contains("style-src 'unsafe-inline'"), "{policy}");
+        assert!(policy.contains("sandbox"), "{policy}");
+        assert!(!policy.contains("script-src"), "{policy}");
+    }
+}
+
+#[tokio::test]
 async fn reports_are_for_the_coordinator_and_the_trios_moderators_only() {
     let held = Utc::now().timestamp_millis() - 3 * 60 * MIN;
     let server =

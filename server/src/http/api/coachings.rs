@@ -1,4 +1,7 @@
 //! `/api/coachings`: book, list, move and cancel coaching sessions.
+//!
+//! A session of a room the caller does not see is answered 404 `no_coaching`, exactly as
+//! one that does not exist, whether it is read, moved or cancelled.
 
 use std::sync::Arc;
 
@@ -7,11 +10,11 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use triad_protocol::{CoachingChange, CoachingId, CoachingSession, RoomId};
+use triad_protocol::{CoachingChange, CoachingId, CoachingSession, ErrorCode, RoomId};
 
 use super::{ApiError, ApiResult, Body, Caller};
 use crate::gateway::Gateway;
-use crate::schedule::{Booking, Change};
+use crate::schedule::{Booking, Change, ScheduleError};
 
 /// The routes.
 pub fn routes() -> Router<Arc<Gateway>> {
@@ -27,7 +30,7 @@ struct ListQuery {
 }
 
 fn parse_id(id: &str) -> ApiResult<CoachingId> {
-    CoachingId::new(id).map_err(|err| ApiError::not_found(err.to_string()))
+    CoachingId::new(id).map_err(|err| ApiError::new(ErrorCode::NoCoaching, err.to_string()))
 }
 
 /// `GET /api/coachings[?room=]`: sessions of the rooms the caller sees (every room, for
@@ -72,14 +75,11 @@ async fn one(
         .schedule
         .find(&id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no coaching session {id}")))?;
+        .ok_or_else(|| ScheduleError::NoCoaching(id.clone()))?;
     let room = gateway.store.room(&session.room).await?;
-    let sees = caller.0.role == triad_protocol::Role::Coordinator
-        || room.is_some_and(|room| {
-            crate::auth::access_to(&room, &caller.0.id) != crate::auth::Access::None
-        });
-    if !sees {
-        return Err(ApiError::not_found(format!("no coaching session {id}")));
+    if !room.is_some_and(|room| crate::schedule::sees(&caller.0, &room)) {
+        // The same answer as for a session that does not exist.
+        return Err(ScheduleError::NoCoaching(id).into());
     }
     Ok(Json(session))
 }

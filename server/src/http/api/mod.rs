@@ -18,9 +18,10 @@ use axum::Json;
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use triad_protocol::limits::MAX_ERROR_MESSAGE_CHARS;
 use triad_protocol::{ErrorCode, PersonInfo, Role};
 
 use crate::auth::GrantError;
@@ -64,6 +65,9 @@ pub struct ApiError {
     /// Each problem, for a roster or a programme change.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<ProblemBody>,
+    /// Seconds to wait before trying again, sent as `Retry-After` (for `rate_limited`).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -74,6 +78,15 @@ impl ApiError {
             code,
             message: message.into(),
             problems: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// `rate_limited`, to be tried again after `secs` seconds.
+    pub fn rate_limited(message: impl Into<String>, secs: u64) -> Self {
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(ErrorCode::RateLimited, message)
         }
     }
 
@@ -113,15 +126,38 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
             StatusCode::CONFLICT
         }
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TooManyCoachings => StatusCode::CONFLICT,
+        ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
+/// `text` cut to [`MAX_ERROR_MESSAGE_CHARS`], ending with `…` where it was cut: error
+/// messages may repeat a client's input, and never more of it than this.
+pub fn bounded(text: &str) -> String {
+    match text.char_indices().nth(MAX_ERROR_MESSAGE_CHARS - 1) {
+        Some((at, _)) if text[at..].chars().nth(1).is_some() => format!("{}…", &text[..at]),
+        _ => text.to_owned(),
+    }
+}
+
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
+    fn into_response(mut self) -> Response {
+        self.message = bounded(&self.message);
+        for problem in &mut self.problems {
+            problem.field = bounded(&problem.field);
+            problem.message = bounded(&problem.message);
+        }
+        let mut response = (self.status, Json(&self)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -134,7 +170,10 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
             other => {
                 tracing::warn!(error = %other, "an API request failed in the store");
-                Self::new(ErrorCode::StoreUnavailable, other.to_string())
+                Self::new(
+                    ErrorCode::StoreUnavailable,
+                    "the store is not answering; try again shortly",
+                )
             }
         }
     }
@@ -148,7 +187,10 @@ impl From<GrantError> for ApiError {
 
 impl From<ScheduleError> for ApiError {
     fn from(err: ScheduleError) -> Self {
-        Self::new(err.code(), err.to_string())
+        match err {
+            ScheduleError::Store(err) => err.into(),
+            err => Self::new(err.code(), err.to_string()),
+        }
     }
 }
 

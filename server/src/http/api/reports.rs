@@ -3,7 +3,11 @@
 //! `GET /api/reports/{room}/{cycle}?format=md|html|csv` (Markdown when left out). The
 //! coordinator may read every trio's report, a moderator the reports of the trios assigned
 //! to them; anyone else is refused with `forbidden`. An unknown room or cycle (or a room
-//! that is not a trio) is `not_found`.
+//! that is not a trio) is `not_found`. An assigned moderator who has not joined the trio's
+//! room gets the report without the pinned messages' text (they cannot read the room).
+//!
+//! Reports carry a strict Content-Security-Policy (with `sandbox`); the HTML one is shown
+//! inline, Markdown and CSV are downloads (`Content-Disposition: attachment`).
 
 use std::sync::Arc;
 
@@ -18,6 +22,11 @@ use triad_protocol::{Role, RoomId};
 use super::{ApiError, ApiResult, Caller};
 use crate::gateway::Gateway;
 use crate::report::{self, Format, ReportError};
+
+/// The policy of a report: nothing may load or run; the page's inline style applies; the
+/// document is sandboxed (a unique origin, no scripts, no forms, no top navigation).
+pub const REPORT_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'; sandbox";
 
 /// The routes.
 pub fn routes() -> Router<Arc<Gateway>> {
@@ -72,7 +81,7 @@ async fn cycle_report(
     let cycle = crate::programme::model::cycle(gateway.store.as_ref(), &cycle)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no cycle {cycle:?}")))?;
-    let report = report::build(
+    let mut report = report::build(
         gateway.store.as_ref(),
         &gateway.schedule,
         &room,
@@ -80,17 +89,34 @@ async fn cycle_report(
         crate::store::now_ms(),
     )
     .await?;
+    // An assigned moderator who has not joined the trio's room cannot read it: the report
+    // keeps the counts and attendance but not the pinned messages' text.
+    if crate::auth::access_to(&record, &caller.0.id)
+        == (crate::auth::Access::Moderator { joined: false })
+    {
+        report.withhold_pins();
+    }
     let file = format!(
         "report-{room}-{}.{}",
         file_safe(&cycle.id),
         format.extension()
     );
+    // HTML is shown in the browser, on the app's origin: sandboxed, no scripts, no
+    // requests, its own inline style only. Markdown and CSV are downloads.
+    let disposition = match format {
+        Format::Html => "inline",
+        Format::Markdown | Format::Csv => "attachment",
+    };
     Ok((
         [
             (header::CONTENT_TYPE, format.content_type().to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("inline; filename=\"{file}\""),
+                format!("{disposition}; filename=\"{file}\""),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                REPORT_CONTENT_SECURITY_POLICY.to_string(),
             ),
         ],
         report.render(format),
