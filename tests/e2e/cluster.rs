@@ -195,7 +195,16 @@ async fn a_node_drained_under_traffic_hands_its_clients_to_the_other_with_nothin
     ])
     .await;
     let a = local.cluster.node("node-a").unwrap().addr;
-    let b = local.cluster.node("node-b").unwrap().addr;
+    let a_metrics = local.cluster.node("node-a").unwrap().metrics;
+    let b_metrics = local.cluster.node("node-b").unwrap().metrics;
+
+    // Metrics are on their own listener, not on the node's public port.
+    assert!(matches!(get(a, "/metrics").await, Some((404, _))));
+    // Plain HTTP through nginx from another address is redirected to HTTPS (this host
+    // itself, as here everywhere else, is served plain HTTP).
+    let redirect = plain_http_from("127.0.0.2", local.cluster.entry).await;
+    assert!(redirect.starts_with("HTTP/1.1 308"), "{redirect}");
+    assert!(redirect.contains("Location: https://"), "{redirect}");
 
     // The six heads of both trios come in through nginx, which spreads them over the nodes.
     let people = [
@@ -219,8 +228,8 @@ async fn a_node_drained_under_traffic_hands_its_clients_to_the_other_with_nothin
             Traffic::start(person, room, client, events, stop.clone())
         })
         .collect();
-    let on_a = metric(a, "triad_connections").await;
-    let on_b = metric(b, "triad_connections").await;
+    let on_a = metric(a_metrics, "triad_connections").await;
+    let on_b = metric(b_metrics, "triad_connections").await;
     assert_eq!(on_a + on_b, 6.0, "every client has a session");
     assert!(
         on_a >= 1.0 && on_b >= 1.0,
@@ -243,7 +252,7 @@ async fn a_node_drained_under_traffic_hands_its_clients_to_the_other_with_nothin
         matches!(get(a, "/readyz").await, Some((503, _)))
     })
     .await;
-    let scrape = get(a, "/metrics")
+    let scrape = get(a_metrics, "/metrics")
         .await
         .expect("node a still answers while draining")
         .1;
@@ -262,7 +271,7 @@ async fn a_node_drained_under_traffic_hands_its_clients_to_the_other_with_nothin
         "node a stores messages during its drain delay",
         DRAIN_DELAY / 2,
         || async {
-            let now = get(a, "/metrics")
+            let now = get(a_metrics, "/metrics")
                 .await
                 .and_then(|(_, s)| value(&s, "triad_messages_in_total"));
             now.is_some_and(|n| n > stored_before)
@@ -291,7 +300,7 @@ async fn a_node_drained_under_traffic_hands_its_clients_to_the_other_with_nothin
         "every client is on node b",
         Duration::from_secs(20),
         || async {
-            get(b, "/metrics")
+            get(b_metrics, "/metrics")
                 .await
                 .and_then(|(_, s)| value(&s, "triad_connections"))
                 == Some(6.0)
@@ -317,7 +326,7 @@ async fn a_node_drained_under_traffic_hands_its_clients_to_the_other_with_nothin
         );
     }
     wait_until("they resume on node b", Duration::from_secs(10), || async {
-        metric(b, "triad_sessions_resumed_total").await >= on_a
+        metric(b_metrics, "triad_sessions_resumed_total").await >= on_a
     })
     .await;
 
@@ -437,6 +446,23 @@ async fn a_node_drained_under_traffic_hands_its_clients_to_the_other_with_nothin
 }
 
 /// The sequence numbers stored in `room`, read page by page through node b.
+/// `GET /` from the loopback address `from`; the whole answer.
+async fn plain_http_from(from: &str, to: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut tcp = socket.connect(to).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut answer))
+        .await
+        .expect("nginx answers")
+        .unwrap();
+    answer
+}
+
 async fn seen_in_history(local: &Local, room: &str) -> BTreeSet<u64> {
     let (client, _events) = local.connect("anna.jensen").await;
     let reader = if room == "trio-1" {

@@ -91,6 +91,12 @@ fn nginx_accepts_the_site_configuration() {
         !site.contains("ip_hash") && !site.contains("sticky"),
         "no stickiness"
     );
+    // Plain HTTP from elsewhere is sent to HTTPS, and HTTPS answers carry HSTS.
+    assert!(
+        site.contains("return 308 https://$host$request_uri;"),
+        "{site}"
+    );
+    assert!(site.contains("Strict-Transport-Security"), "{site}");
 }
 
 #[test]

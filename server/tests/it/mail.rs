@@ -281,3 +281,73 @@ async fn bookings_and_cancellations_are_mailed_to_the_trio() {
     let subject = mails[1].header("Subject").unwrap_or_default();
     assert!(subject.to_lowercase().contains("cancelled"), "{subject}");
 }
+
+#[tokio::test]
+async fn a_burst_of_booking_changes_is_not_a_flood_of_mail() {
+    let sink = SmtpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: SharedStore =
+        Arc::new(EmbeddedStore::open(&dir.path().join("triad.redb"), Arc::new(NoSink)).unwrap());
+    store
+        .apply_programme(&Roster::parse(DEMO_ROSTER).unwrap().programme)
+        .await
+        .unwrap();
+    write_prefs(
+        store.as_ref(),
+        &[("marco.rossi", prefs("marco@example.org"))],
+    )
+    .await;
+    let mailer = Mailer::new(
+        Some(&sink.url()),
+        "Triad <triad@localhost>",
+        "http://triad.test",
+        store.clone(),
+    )
+    .unwrap();
+    let marco = store
+        .person(&PersonId::new("marco.rossi").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let session = |i: u32| CoachingSession {
+        id: CoachingId::new(format!("cs-burst-{i}")).unwrap(),
+        room: triad_protocol::RoomId::new("trio-1").unwrap(),
+        title: format!("Burst {i}"),
+        agenda: String::new(),
+        start: 1_796_137_200_000 + i64::from(i) * 3_600_000,
+        duration_min: 30,
+        time_zone: "Europe/Rome".into(),
+        status: CoachingStatus::Scheduled,
+        sequence: 0,
+        booked_by: PersonId::new("sara.moderator").unwrap(),
+        updated_at: 0,
+    };
+    // Ten bookings in a row: the first COACHING_MAILS_BURST are mailed, the rest not.
+    for i in 0..10 {
+        mailer
+            .reminder(&marco, &session(i), "Trio 1", CoachingChange::Booked)
+            .await
+            .unwrap();
+    }
+    // A reminder is always sent.
+    mailer
+        .reminder(&marco, &session(0), "Trio 1", CoachingChange::ReminderDay)
+        .await
+        .unwrap();
+    let burst = triad_protocol::limits::COACHING_MAILS_BURST as usize;
+    let mails = sink.wait_for("marco@example.org", burst + 1).await;
+    assert_eq!(
+        mails.len(),
+        burst + 1,
+        "every mail was sent before the reminder"
+    );
+    let subjects: Vec<String> = mails
+        .iter()
+        .map(|m| m.header("Subject").unwrap_or_default())
+        .collect();
+    assert!(
+        subjects[..burst].iter().all(|s| s.contains("booked")),
+        "{subjects:?}"
+    );
+    assert!(!subjects[burst].contains("booked"), "{subjects:?}");
+}

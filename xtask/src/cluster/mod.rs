@@ -55,8 +55,10 @@ pub struct Options {
 pub struct Node {
     /// `node-a` or `node-b`.
     pub name: String,
-    /// Where it listens (its metrics and readiness too).
+    /// Where it listens (its readiness too).
     pub addr: SocketAddr,
+    /// Where it serves `/metrics` (a listener of its own, never behind nginx).
+    pub metrics: SocketAddr,
 }
 
 /// The running cluster. Dropping it kills whatever still runs, unless detached.
@@ -197,6 +199,11 @@ impl Cluster {
         let turn = self.turn;
         let mut env = vec![
             ("TRIAD_LISTEN".into(), "127.0.0.1:0".into()),
+            ("TRIAD_METRICS_LISTEN".into(), "127.0.0.1:0".into()),
+            // Behind nginx every connection comes from it: cap per client at nginx, and
+            // take the client's address for the REST limits from X-Forwarded-For.
+            ("TRIAD_MAX_CONNECTIONS_PER_PEER".into(), "0".into()),
+            ("TRIAD_TRUST_FORWARDED_FOR".into(), "true".into()),
             ("TRIAD_STORE".into(), self.redis_url.clone()),
             ("TRIAD_PUBLIC_URL".into(), format!("http://{}", self.entry)),
             (
@@ -316,6 +323,7 @@ impl Cluster {
             Ok(addr.is_some())
         })?;
         let addr = addr.context("no address")?;
+        let metrics = metrics_addr(&log).context("no metrics address")?;
         probe::wait_until(&format!("{name} is ready"), START_TIMEOUT, || {
             self.procs[index].check_running()?;
             Ok(matches!(probe::http_get(addr, "/readyz"), Ok((200, _))))
@@ -323,6 +331,7 @@ impl Cluster {
         self.nodes.push(Node {
             name: name.to_string(),
             addr,
+            metrics,
         });
         Ok(())
     }
@@ -397,8 +406,8 @@ impl Cluster {
         lines.push(format!("  websocket      {}", self.ws_url()));
         for node in &self.nodes {
             lines.push(format!(
-                "  {:<14} http://{}  (/readyz, /metrics)",
-                node.name, node.addr
+                "  {:<14} http://{}  (/readyz), metrics http://{}/metrics",
+                node.name, node.addr, node.metrics
             ));
         }
         lines.push(format!("  redis          {}", self.redis_url));
@@ -469,6 +478,16 @@ fn listening_addr(log: &Path) -> Option<SocketAddr> {
     text.lines()
         .rev()
         .find_map(|line| line.strip_prefix("triad-server listening on "))
+        .and_then(|addr| addr.trim().parse().ok())
+}
+
+/// The address in a node's "triad-server metrics on ADDR" line (written before the
+/// listening line).
+fn metrics_addr(log: &Path) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("triad-server metrics on "))
         .and_then(|addr| addr.trim().parse().ok())
 }
 
