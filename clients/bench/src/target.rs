@@ -315,6 +315,8 @@ impl Running {
             .args(["--send-rate-per-second", "100000", "--send-burst", "100000"])
             .args(["--request-rate-per-second", "100000"])
             .args(["--request-burst", "100000"])
+            // Every load-generating connection comes from loopback: no connection caps.
+            .args(["--max-connections", "0", "--max-connections-per-peer", "0"])
             .args(["--outbox-capacity", &setup.outbox_capacity.to_string()])
             .env("RUST_LOG", "warn");
         let (child, addr) = spawn_and_wait(command, "triad-server listening on ").await?;

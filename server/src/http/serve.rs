@@ -187,9 +187,11 @@ pub async fn serve(
             Err(cap) => {
                 crate::metrics::connection_refused(cap);
                 tracing::debug!(%peer, cap, "connection refused: cap reached");
-                // A best-effort answer without waiting: the socket is new, so its send
-                // buffer has room.
-                let _ = stream.try_write(OVER_CAP);
+                // An answer without waiting (the socket is new, so its send buffer has
+                // room); if it cannot be written, the close alone tells the client.
+                if let Err(err) = stream.try_write(OVER_CAP) {
+                    tracing::debug!(%peer, error = %err, "cannot answer a refused connection");
+                }
                 continue;
             }
         };
