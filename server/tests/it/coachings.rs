@@ -37,11 +37,7 @@ async fn book(server: &TestServer, by: &str, body: &str) -> (u16, Vec<(String, S
 
 #[tokio::test]
 async fn a_room_holds_a_bounded_number_of_upcoming_sessions() {
-    let server = TestServer::start_with(|config| {
-        config.coaching_changes_burst = 1000;
-        config.coaching_changes_per_hour = 1000;
-    })
-    .await;
+    let server = TestServer::start().await;
     for i in 0..MAX_UPCOMING_COACHINGS_PER_ROOM {
         let (status, _, body) = book(
             &server,

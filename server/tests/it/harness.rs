@@ -36,7 +36,8 @@ pub struct TestServer {
     _dir: Arc<tempfile::TempDir>,
 }
 
-/// Test defaults: the demo programme, generous send limits, no clock leeway.
+/// Test defaults: the demo programme, generous send and REST limits, no clock leeway, metrics
+/// on a listener of their own.
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -52,6 +53,10 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.shutdown_timeout = Duration::from_secs(2);
     config.drain_delay = Duration::ZERO;
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    // Generous REST limits: the tests of those limits set their own.
+    config.api_burst = 10_000;
+    config.sign_in_burst = 10_000;
+    config.coaching_changes_burst = 10_000;
     config
 }
 
