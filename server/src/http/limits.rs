@@ -177,3 +177,42 @@ pub async fn limit(State(state): State<Limited>, request: Request, next: Next) -
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(trust_forwarded_for: bool) -> ApiLimits {
+        ApiLimits::from_config(&Config {
+            trust_forwarded_for,
+            ..Config::default()
+        })
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_the_proxy_is_trusted() {
+        let peer: SocketAddr = "10.0.0.5:40000".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            "198.51.100.9, 203.0.113.7".parse().unwrap(),
+        );
+        let own: IpAddr = "10.0.0.5".parse().unwrap();
+        assert_eq!(limits(false).client(&headers, Some(peer)), Some(own));
+        // The last entry is the one the proxy added; earlier ones the client may have sent.
+        let seen: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(limits(true).client(&headers, Some(peer)), Some(seen));
+        headers.insert("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(limits(true).client(&headers, Some(peer)), Some(own));
+    }
+
+    #[test]
+    fn coaching_changes_are_told_apart_from_reads() {
+        assert!(changes_coaching(&Method::POST, "/coachings"));
+        assert!(changes_coaching(&Method::PATCH, "/coachings/cs-1"));
+        assert!(changes_coaching(&Method::POST, "/coachings/cs-1/cancel"));
+        assert!(!changes_coaching(&Method::GET, "/coachings"));
+        assert!(!changes_coaching(&Method::GET, "/coachings/cs-1"));
+        assert!(!changes_coaching(&Method::POST, "/me/calendar"));
+    }
+}

@@ -44,7 +44,8 @@ pub struct ServeSettings {
 
 /// The answer to a connection over a cap, written straight to the socket.
 const OVER_CAP: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
-Retry-After: 5\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n\r\ntoo many connections\r\n";
+Retry-After: 5\r\nContent-Type: text/plain\r\nX-Content-Type-Options: nosniff\r\n\
+Content-Length: 22\r\n\r\ntoo many connections\r\n";
 
 /// The open connections, overall and per peer address.
 #[derive(Debug)]
