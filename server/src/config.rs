@@ -99,6 +99,14 @@ pub struct Config {
     pub digest_interval: Duration,
     /// Log output format.
     pub log_format: LogFormat,
+    /// The deadline of every store call made for a websocket request (and for signing in):
+    /// one not answered by then is answered `store_unavailable`.
+    pub store_deadline: Duration,
+    /// How long a session closed as too slow (4008) has to read what is already on its
+    /// way and the close frame, before its connection is dropped.
+    pub slow_close_deadline: Duration,
+    /// How often the store is probed for `/readyz`.
+    pub readiness_interval: Duration,
 }
 
 /// Token verification (and, with a secret, minting) settings.
@@ -162,6 +170,9 @@ impl Default for Config {
             mail_from: "Triad <triad@localhost>".into(),
             digest_interval: Duration::from_secs(3600),
             log_format: LogFormat::Text,
+            store_deadline: Duration::from_secs(3),
+            slow_close_deadline: Duration::from_secs(30),
+            readiness_interval: Duration::from_secs(1),
         }
     }
 }
@@ -254,6 +265,18 @@ impl Config {
         set(
             &mut self.digest_interval,
             o.digest_interval_ms.map(Duration::from_millis),
+        );
+        set(
+            &mut self.store_deadline,
+            o.store_deadline_ms.map(Duration::from_millis),
+        );
+        set(
+            &mut self.slow_close_deadline,
+            o.slow_close_deadline_ms.map(Duration::from_millis),
+        );
+        set(
+            &mut self.readiness_interval,
+            o.readiness_interval_ms.map(Duration::from_millis),
         );
     }
 
@@ -390,6 +413,17 @@ pub struct ConfigOverrides {
     /// [default: 3600000].
     #[arg(long, env = "TRIAD_DIGEST_INTERVAL_MS")]
     pub digest_interval_ms: Option<u64>,
+    /// Milliseconds a websocket request waits for the store before it is answered
+    /// store_unavailable [default: 3000].
+    #[arg(long, env = "TRIAD_STORE_DEADLINE_MS")]
+    pub store_deadline_ms: Option<u64>,
+    /// Milliseconds a session closed as too slow has to read its close frame before the
+    /// connection is dropped [default: 30000].
+    #[arg(long, env = "TRIAD_SLOW_CLOSE_DEADLINE_MS")]
+    pub slow_close_deadline_ms: Option<u64>,
+    /// Milliseconds between probes of the store for /readyz [default: 1000].
+    #[arg(long, env = "TRIAD_READINESS_INTERVAL_MS")]
+    pub readiness_interval_ms: Option<u64>,
 }
 
 /// Why the configuration could not be loaded.
@@ -427,6 +461,15 @@ mod tests {
         assert_eq!(config.smtp_url, Config::default().smtp_url);
         assert_eq!(config.mail_from, Config::default().mail_from);
         assert_eq!(config.digest_interval, Config::default().digest_interval);
+        assert_eq!(config.store_deadline, Config::default().store_deadline);
+        assert_eq!(
+            config.slow_close_deadline,
+            Config::default().slow_close_deadline
+        );
+        assert_eq!(
+            config.readiness_interval,
+            Config::default().readiness_interval
+        );
     }
 
     #[test]

@@ -216,6 +216,24 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// Queues an item ahead of everything queued, whatever the capacity: a session's
+    /// welcome, queued after it entered its rooms, goes out before what they pushed since.
+    pub fn push_first(&self, item: Outgoing) -> bool {
+        let mut queue = self.shared.queue();
+        if !queue.receiving {
+            return false;
+        }
+        let was_empty = queue.items.is_empty();
+        queue.items.push_front(item);
+        drop(queue);
+        if was_empty {
+            self.shared.ready.notify_one();
+        }
+        true
+    }
+}
+
 /// The receiving side of a session's outbox, held by its writer.
 #[derive(Debug)]
 pub struct OutboxReceiver {
