@@ -35,8 +35,8 @@ pub const MAX_PENDING_STORE_REQUESTS: usize = 16;
 
 /// What the client is told when the store did not answer in time or failed. Never the
 /// store's own error text.
-pub const STORE_UNAVAILABLE: &str =
-    "the store is not answering; retry later (a send: with the same client_msg_id)";
+pub const STORE_UNAVAILABLE: &str = "the store timed out or failed; retry later \
+     (a send: with the same client_msg_id, it is stored at most once)";
 
 /// A request refused: the code and a message for people.
 #[derive(Debug)]

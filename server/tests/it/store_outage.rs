@@ -170,7 +170,7 @@ async fn readiness_turns_off_at_once_while_the_store_stalls() {
     .await;
     let (status, _, _) = http(server.addr, "GET", "/readyz", None, None).await;
     assert_eq!(status, 200);
-    let stalled = stall(&redis, 4).await;
+    let stalled = stall(&redis, 2).await;
     loop {
         assert!(
             !stalled.is_finished(),
