@@ -57,6 +57,11 @@ pub const REQUEST_RATE_PER_SECOND: u32 = 50;
 /// Requests of any kind a session may make in a burst.
 pub const REQUEST_BURST: u32 = 200;
 
+/// Requests needing the store that a session may have waiting at once. They are answered
+/// one at a time, in order; while this many wait, the server reads no more frames from the
+/// session (requests that need no store, such as `typing`, are answered at once otherwise).
+pub const MAX_PENDING_STORE_REQUESTS: usize = 16;
+
 /// Seconds a new connection has to send `hello` before it is closed.
 pub const HELLO_TIMEOUT_SECS: u64 = 5;
 

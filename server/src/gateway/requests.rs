@@ -4,7 +4,7 @@
 //!
 //! The session keeps reading while a request waits for the store. Requests that need the
 //! store run one after another on the session's store lane (so their answers keep their
-//! order), each within the store deadline; at most [`MAX_PENDING_STORE_REQUESTS`] wait
+//! order), each within the store deadline; at most [`limits::MAX_PENDING_STORE_REQUESTS`] wait
 //! there, and the session reads no further while the lane is full. Requests that need no
 //! store (typing in a room the person is in, presence, ping) are answered at once, ahead of
 //! store requests still waiting.
@@ -28,10 +28,6 @@ use crate::auth::{Access, AuthError, GrantError};
 use crate::calls::CallError;
 use crate::hub::{Outbox, Outgoing, SessionControl, SessionKey, TokenBucket, Track, encode};
 use crate::store::{Page, RoomRecord, StoreError};
-
-/// Store requests a session may have waiting or running at once; the session reads no
-/// more frames while this many are pending (the client's requests wait in the socket).
-pub const MAX_PENDING_STORE_REQUESTS: usize = 16;
 
 /// What the client is told when the store did not answer in time or failed. Never the
 /// store's own error text.
@@ -108,7 +104,14 @@ impl From<CallError> for Refusal {
 
 impl From<AuthError> for Refusal {
     fn from(err: AuthError) -> Self {
-        Self::new(err.code(), err.to_string())
+        match err {
+            // A key problem is the server's, and its text names files.
+            AuthError::Key(_) => {
+                tracing::error!(error = %err, "token key unusable");
+                Self::new(ErrorCode::Internal, "the server could not check the token")
+            }
+            other => Self::new(other.code(), other.to_string()),
+        }
     }
 }
 
@@ -209,7 +212,7 @@ impl Session {
                     self.reply(id, reply);
                     continue;
                 }
-                message = stream.next(), if pending < MAX_PENDING_STORE_REQUESTS => message,
+                message = stream.next(), if pending < limits::MAX_PENDING_STORE_REQUESTS => message,
             };
             match message {
                 Some(Ok(Message::Text(text))) => {

@@ -342,6 +342,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_item_pushed_first_goes_out_first_even_when_full() {
+        let (outbox, mut rx) = outbox(2);
+        assert!(outbox.push(frame("presence")));
+        assert!(outbox.push(frame("typing")));
+        assert!(outbox.push_first(frame("welcome")));
+        assert!(!outbox.control().is_closed(), "not a slow consumer");
+        assert_eq!(text_of(rx.recv().await), "welcome");
+        assert_eq!(text_of(rx.recv().await), "presence");
+        assert_eq!(text_of(rx.recv().await), "typing");
+    }
+
+    #[tokio::test]
     async fn an_emptied_queue_gives_its_buffer_back_and_a_gone_writer_refuses_items() {
         let (outbox, mut rx) = outbox(1000);
         for i in 0..500 {
