@@ -266,6 +266,12 @@ impl Session {
         request: Request,
     ) -> (Option<RequestId>, Reply) {
         let room = request_room(&request);
+        if is_call_request(&request) {
+            // A call request may wait for the node holding the call, within the calls'
+            // own deadlines; its store calls have theirs.
+            let reply = self.handle(request).await;
+            return (id, reply);
+        }
         let deadline = self.gateway.settings.store_deadline;
         let reply = match tokio::time::timeout(deadline, self.handle(request)).await {
             Ok(reply) => reply,
@@ -838,6 +844,21 @@ impl Session {
         hub.presence_changed(&self.person, change.is_some());
         Ok(ServerMessage::Ok)
     }
+}
+
+/// Whether a request is about a call: answered by the calls, which bound their own waits
+/// (the store's and another node's).
+fn is_call_request(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::CallStart { .. }
+            | Request::CallJoin { .. }
+            | Request::CallLeave { .. }
+            | Request::CallEnd { .. }
+            | Request::CallMedia { .. }
+            | Request::CallSignal { .. }
+            | Request::IceServers { .. }
+    )
 }
 
 /// The room a request is about, if any.
