@@ -4,6 +4,7 @@
 use crate::client::{ClientFrame, Request};
 use crate::error::ErrorCode;
 use crate::ids::RequestId;
+use crate::limits::{MAX_ECHOED_CHARS, echoed, echoed_to};
 use crate::server::ServerFrame;
 
 /// Why a frame could not be decoded.
@@ -55,7 +56,7 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
             message: "missing field `type`".into(),
         },
         Some(serde_json::Value::String(kind)) if !Request::TYPES.contains(&kind.as_str()) => {
-            let shown: String = kind.chars().take(40).collect();
+            let shown = echoed(&kind);
             DecodeError {
                 code: ErrorCode::UnknownType,
                 id,
@@ -65,9 +66,42 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
         Some(_) => DecodeError {
             code: ErrorCode::InvalidRequest,
             id,
-            message: err.to_string(),
+            message: cap_quotes(&err.to_string()),
         },
     }
+}
+
+/// The longest error message built from a decoder's words, in characters.
+const MAX_MESSAGE_CHARS: usize = 4 * MAX_ECHOED_CHARS;
+
+/// A decoder's message with every value it quotes from the frame (between `"` or `` ` ``)
+/// cut to [`MAX_ECHOED_CHARS`], and the whole cut to [`MAX_MESSAGE_CHARS`], so an error
+/// never sends a client's large field back to it.
+fn cap_quotes(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_CHARS + 8));
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' && c != '`' {
+            continue;
+        }
+        let mut quoted = String::new();
+        let mut escaped = false;
+        let mut closed = false;
+        for q in chars.by_ref() {
+            if q == c && !escaped {
+                closed = true;
+                break;
+            }
+            escaped = c == '"' && q == '\\' && !escaped;
+            quoted.push(q);
+        }
+        out.push_str(&echoed(&quoted));
+        if closed {
+            out.push(c);
+        }
+    }
+    echoed_to(&out, MAX_MESSAGE_CHARS).into_owned()
 }
 
 #[cfg(test)]
@@ -92,6 +126,28 @@ mod tests {
             decode_client(r#"{"id":9}"#).unwrap_err().code,
             ErrorCode::InvalidRequest
         );
+    }
+
+    #[test]
+    fn a_large_field_is_not_sent_back() {
+        let long = "y".repeat(100_000);
+        let frame = format!(r#"{{"id":3,"type":"ping","x":1,"room":"{long}","seq":"{long}"}}"#);
+        let send = format!(r#"{{"id":4,"type":"history","room":"trio-1","limit":"{long}"}}"#);
+        for text in [frame, send] {
+            if let Err(err) = decode_client(&text) {
+                assert!(
+                    err.message.chars().count() <= MAX_MESSAGE_CHARS + 1,
+                    "{}",
+                    err.message
+                );
+                assert!(!err.message.contains(&"y".repeat(MAX_ECHOED_CHARS + 1)));
+            }
+        }
+        let err = decode_client(&format!(
+            r#"{{"type":"history","room":"trio-1","limit":"{long}"}}"#
+        ))
+        .unwrap_err();
+        assert!(err.message.contains('…'), "{}", err.message);
     }
 
     #[test]

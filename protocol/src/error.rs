@@ -47,7 +47,9 @@ pub enum ErrorCode {
     RateLimited,
     /// A history page larger than the limit was asked for.
     PageTooLarge,
-    /// The store could not take or give the data; retry later. Nothing was stored.
+    /// The store did not answer in time or failed; retry later. The outcome is unknown: a
+    /// `send` answered with it may have been stored. Retry with the same `client_msg_id`;
+    /// it is stored at most once.
     StoreUnavailable,
     /// An unexpected server fault.
     Internal,
@@ -176,11 +178,17 @@ impl CloseCode {
     pub const NORMAL: Self = Self(1000);
     /// The server is going away (shutting down or draining): reconnect, to another node.
     pub const GOING_AWAY: Self = Self(1001);
+    /// A text frame that is not valid UTF-8 (RFC 6455 §8.1): reconnect, without that frame.
+    pub const INVALID_PAYLOAD: Self = Self(1007);
     /// A frame larger than [`crate::limits::MAX_FRAME_BYTES`].
     pub const MESSAGE_TOO_BIG: Self = Self(1009);
     /// The server could not go on with the session (e.g. the store failed while replaying
     /// history): reconnect and resume.
     pub const SERVER_ERROR: Self = Self(1011);
+    /// The store could not be reached while signing in (after an `error` with
+    /// [`ErrorCode::StoreUnavailable`]): nothing is wrong with the token; reconnect with it
+    /// later, with backoff.
+    pub const TRY_AGAIN_LATER: Self = Self(1013);
     /// No valid `hello` in time.
     pub const HELLO_TIMEOUT: Self = Self(4000);
     /// The `hello` token was refused; do not reconnect with the same token.

@@ -52,7 +52,7 @@ fn check_slug(kind: &'static str, value: &str) -> Result<(), IdError> {
     } else {
         Err(IdError {
             kind,
-            value: value.chars().take(80).collect(),
+            value: crate::limits::echoed(value).into_owned(),
         })
     }
 }

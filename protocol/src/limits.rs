@@ -21,6 +21,24 @@ pub const MAX_CLIENT_MSG_ID_LEN: usize = 64;
 /// The longest token in `hello` or `refresh`, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// The most characters of a client's own input that an error message quotes back; a
+/// longer value is cut there and ends with `…`.
+pub const MAX_ECHOED_CHARS: usize = 64;
+
+/// Cuts `value` to [`MAX_ECHOED_CHARS`] characters, ending with `…` if it was longer: how
+/// error messages quote what a client sent.
+pub fn echoed(value: &str) -> std::borrow::Cow<'_, str> {
+    echoed_to(value, MAX_ECHOED_CHARS)
+}
+
+/// Cuts `value` to `max` characters, ending with `…` if it was longer.
+pub fn echoed_to(value: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(value),
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}…", &value[..end])),
+    }
+}
+
 /// The default number of events in a history page.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 
@@ -38,6 +56,11 @@ pub const REQUEST_RATE_PER_SECOND: u32 = 50;
 
 /// Requests of any kind a session may make in a burst.
 pub const REQUEST_BURST: u32 = 200;
+
+/// Requests needing the store that a session may have waiting at once. They are answered
+/// one at a time, in order; while this many wait, the server reads no more frames from the
+/// session (requests that need no store, such as `typing`, are answered at once otherwise).
+pub const MAX_PENDING_STORE_REQUESTS: usize = 16;
 
 /// Seconds a new connection has to send `hello` before it is closed.
 pub const HELLO_TIMEOUT_SECS: u64 = 5;

@@ -128,6 +128,14 @@ pub struct Config {
     pub coaching_changes_per_hour: u32,
     /// Bookings, moves and cancellations of coaching sessions per person in a burst.
     pub coaching_changes_burst: u32,
+    /// The deadline of every store call made for a websocket request (and for signing in):
+    /// one not answered by then is answered `store_unavailable`.
+    pub store_deadline: Duration,
+    /// How long a session closed as too slow (4008) has to read what is already on its
+    /// way and the close frame, before its connection is dropped.
+    pub slow_close_deadline: Duration,
+    /// How often the store is probed for `/readyz`.
+    pub readiness_interval: Duration,
 }
 
 /// Token verification (and, with a secret, minting) settings.
@@ -202,6 +210,9 @@ impl Default for Config {
             metrics_listen: None,
             coaching_changes_per_hour: limits::COACHING_CHANGES_PER_HOUR,
             coaching_changes_burst: limits::COACHING_CHANGES_BURST,
+            store_deadline: Duration::from_secs(3),
+            slow_close_deadline: Duration::from_secs(30),
+            readiness_interval: Duration::from_secs(1),
         }
     }
 }
@@ -317,6 +328,18 @@ impl Config {
             o.coaching_changes_per_hour,
         );
         set(&mut self.coaching_changes_burst, o.coaching_changes_burst);
+        set(
+            &mut self.store_deadline,
+            o.store_deadline_ms.map(Duration::from_millis),
+        );
+        set(
+            &mut self.slow_close_deadline,
+            o.slow_close_deadline_ms.map(Duration::from_millis),
+        );
+        set(
+            &mut self.readiness_interval,
+            o.readiness_interval_ms.map(Duration::from_millis),
+        );
     }
 
     /// An example configuration file with every setting and its default.
@@ -490,6 +513,17 @@ pub struct ConfigOverrides {
     /// [default: 20].
     #[arg(long, env = "TRIAD_COACHING_CHANGES_BURST")]
     pub coaching_changes_burst: Option<u32>,
+    /// Milliseconds a websocket request waits for the store before it is answered
+    /// store_unavailable [default: 3000].
+    #[arg(long, env = "TRIAD_STORE_DEADLINE_MS")]
+    pub store_deadline_ms: Option<u64>,
+    /// Milliseconds a session closed as too slow has to read its close frame before the
+    /// connection is dropped [default: 30000].
+    #[arg(long, env = "TRIAD_SLOW_CLOSE_DEADLINE_MS")]
+    pub slow_close_deadline_ms: Option<u64>,
+    /// Milliseconds between probes of the store for /readyz [default: 1000].
+    #[arg(long, env = "TRIAD_READINESS_INTERVAL_MS")]
+    pub readiness_interval_ms: Option<u64>,
 }
 
 /// An address to listen on, or `off`.
@@ -564,6 +598,15 @@ mod tests {
         assert_eq!(config.api_burst, Config::default().api_burst);
         assert_eq!(config.sign_in_burst, Config::default().sign_in_burst);
         assert_eq!(config.metrics_listen, Config::default().metrics_listen);
+        assert_eq!(config.store_deadline, Config::default().store_deadline);
+        assert_eq!(
+            config.slow_close_deadline,
+            Config::default().slow_close_deadline
+        );
+        assert_eq!(
+            config.readiness_interval,
+            Config::default().readiness_interval
+        );
     }
 
     #[test]

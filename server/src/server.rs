@@ -102,6 +102,8 @@ impl Server {
             request_rate_per_second: config.request_rate_per_second,
             request_burst: config.request_burst,
             public_url: config.public_url(),
+            store_deadline: config.store_deadline,
+            slow_close_deadline: config.slow_close_deadline,
         };
         let call_settings = CallSettings {
             grace: config.call_grace,
@@ -126,6 +128,11 @@ impl Server {
         let gateway = Arc::new(Gateway::new(
             store, hub, calls, verifier, grants, mailer, settings,
         ));
+        // Ready from the start if the store answers now; the probe keeps it current.
+        gateway
+            .readiness
+            .probe(&gateway.store, config.store_deadline)
+            .await;
         Ok(Self {
             listener,
             metrics_listener,
@@ -174,6 +181,13 @@ impl Server {
             gateway.schedule.clone(),
             gateway.mailer.clone(),
             config.reminder_interval,
+            gateway.shutdown.clone(),
+        );
+        let readiness = crate::store::readiness::start(
+            gateway.readiness.clone(),
+            gateway.store.clone(),
+            config.readiness_interval,
+            config.store_deadline,
             gateway.shutdown.clone(),
         );
         let digests = mail::start_digests(
@@ -245,6 +259,9 @@ impl Server {
             let _ = digests.await;
         }
         let _ = reminders.await;
+        if let Err(err) = readiness.await {
+            tracing::error!(error = %err, "the store readiness probe ended abnormally");
+        }
         bus_stop.cancel();
     }
 }

@@ -267,11 +267,12 @@ async fn sends_fail_clearly_while_redis_is_down_and_land_once_when_it_returns() 
     let mut raw = Raw::signed_in(&node, "marco.rossi").await;
 
     redis.stop();
-    assert_eq!(
-        http_status(node.addr, "/readyz").await,
-        503,
-        "not ready without Redis"
-    );
+    // Readiness comes from a probe of the store every second: it turns at the next one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_status(node.addr, "/readyz").await != 503 {
+        assert!(Instant::now() < deadline, "not ready without Redis");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let outage = tokio::spawn({
         let anna = anna.clone();
         async move {

@@ -256,14 +256,15 @@ async fn await_welcome(socket: &mut Socket, hello_id: RequestId) -> Result<Welco
     }
 }
 
-/// The failure for an `error` in answer to `hello`. The error code decides whether to try
-/// again: the server closes a refused `hello` with 4001 whatever the reason, and a store
-/// that is down for a moment is no reason to give up.
+/// The failure for an `error` in answer to `hello`. A refused token is closed with 4001; a
+/// store that is down for a moment (`store_unavailable`, closed with 1013) is no reason to
+/// give up: the client tries again later with the same token.
 fn refused(code: ErrorCode, message: String, close: Option<u16>) -> HelloFailure {
+    let later = close.is_some_and(|c| CloseCode(c) == CloseCode::TRY_AGAIN_LATER);
     HelloFailure {
         error: ClientError::Server { code, message },
         close,
-        retry: code.is_retryable(),
+        retry: code.is_retryable() || later,
     }
 }
 
@@ -298,6 +299,11 @@ mod tests {
     fn refusals_say_whether_to_retry() {
         assert!(!refused(ErrorCode::TokenInvalid, String::new(), Some(4001)).retry);
         assert!(refused(ErrorCode::StoreUnavailable, String::new(), None).retry);
+        assert!(
+            refused(ErrorCode::StoreUnavailable, String::new(), Some(1013)).retry,
+            "a store outage at sign-in is retried"
+        );
+        assert!(CloseCode::TRY_AGAIN_LATER.should_reconnect());
         assert!(refused(ErrorCode::Internal, String::new(), Some(4001)).retry);
     }
 

@@ -321,7 +321,14 @@ impl Grants {
             .minter
             .as_ref()
             .map_err(|why| GrantError::NoSigningKey(why.clone()))?;
-        let access_token = minter.mint(person, self.settings.access_ttl)?;
+        // A token's `iat` is in whole seconds and one at or before the second of the
+        // person's last revocation is refused: a token issued after a revocation in the
+        // same second carries the next second.
+        let min_iat = self
+            .revoked_at(person)
+            .await?
+            .map_or(0, |at| revoked_second(at) + 1);
+        let access_token = minter.mint_issued_after(person, self.settings.access_ttl, min_iat)?;
         let refresh_token = secret();
         let grant = Grant {
             person: person.clone(),
@@ -348,14 +355,17 @@ impl Grants {
             .map(|r| r.revoked_at))
     }
 
-    /// Refuses a verified token issued at or before the person's revocation, or for a
-    /// person removed from the programme.
+    /// Refuses (with `token_revoked`) a verified token issued in or before the second of
+    /// the person's revocation, or for a person removed from the programme.
     pub async fn check(&self, verified: &Verified) -> Result<(), GrantError> {
         if crate::programme::admin::is_removed(self.store.as_ref(), &verified.person).await? {
-            return Err(GrantError::UnknownPerson(verified.person.clone()));
+            return Err(GrantError::Revoked(
+                "your access was withdrawn: you are no longer in the programme".into(),
+            ));
         }
+        let issued_second = u64::try_from(verified.issued_at / 1000).unwrap_or(0);
         match self.revoked_at(&verified.person).await? {
-            Some(at) if verified.issued_at <= at => Err(GrantError::Revoked(
+            Some(at) if issued_second <= revoked_second(at) => Err(GrantError::Revoked(
                 "this token was revoked; sign in again".into(),
             )),
             _ => Ok(()),
@@ -370,6 +380,12 @@ impl Grants {
         tracing::info!(%person, "access revoked");
         Ok(())
     }
+}
+
+/// The second (since the Unix epoch) a revocation at `at` (ms) falls in: tokens whose
+/// `iat` is at or before it are void.
+fn revoked_second(at: Timestamp) -> u64 {
+    u64::try_from(at.div_euclid(1000)).unwrap_or(0)
 }
 
 /// Voids every token of `person` issued until now and drops their refresh grants and

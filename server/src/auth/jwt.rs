@@ -35,9 +35,10 @@ pub enum AuthError {
     /// The token's `exp` is past.
     #[error("token has expired")]
     Expired,
-    /// The token is malformed, badly signed, of another algorithm, or has wrong claims.
-    #[error("token is invalid: {0}")]
-    Invalid(String),
+    /// The token is malformed, badly signed, of another algorithm, or has wrong claims; the
+    /// reason is one of a fixed set of sentences, safe to show to the client.
+    #[error("the token is not valid: {0}")]
+    Invalid(&'static str),
     /// A key could not be read or parsed.
     #[error("cannot load key: {0}")]
     Key(String),
@@ -58,8 +59,11 @@ impl AuthError {
 pub struct Verified {
     /// Who it is for.
     pub person: PersonId,
-    /// When it expires, milliseconds since the Unix epoch.
+    /// When it expires (its `exp`), milliseconds since the Unix epoch.
     pub expires_at: Timestamp,
+    /// Until when the server still accepts it: `exp` plus the clock leeway, milliseconds
+    /// since the Unix epoch. A session on this token is closed then.
+    pub accepted_until: Timestamp,
     /// When it was issued, milliseconds since the Unix epoch (0 when the token says not).
     pub issued_at: Timestamp,
 }
@@ -140,31 +144,33 @@ impl TokenVerifier {
             },
         )?;
         let person = PersonId::new(data.claims.sub)
-            .map_err(|e| AuthError::Invalid(format!("bad subject: {e}")))?;
-        let expires_ms = data
-            .claims
-            .exp
-            .saturating_add(self.validation.leeway)
-            .saturating_mul(1000);
+            .map_err(|_| AuthError::Invalid("its subject is not a person id"))?;
+        let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         Ok(Verified {
             person,
-            expires_at: i64::try_from(expires_ms).unwrap_or(i64::MAX),
+            expires_at: ms(data.claims.exp),
+            accepted_until: ms(data.claims.exp.saturating_add(self.validation.leeway)),
             issued_at: i64::try_from(data.claims.iat.saturating_mul(1000)).unwrap_or(0),
         })
     }
 }
 
-fn describe(kind: &ErrorKind) -> String {
+/// Why a token was refused, in words for the person holding it: never the library's own
+/// error text.
+fn describe(kind: &ErrorKind) -> &'static str {
     match kind {
-        ErrorKind::InvalidSignature => "signature does not match".into(),
-        ErrorKind::InvalidAlgorithm => "algorithm not accepted".into(),
-        ErrorKind::InvalidIssuer => "wrong issuer".into(),
-        ErrorKind::InvalidAudience => "wrong audience".into(),
-        ErrorKind::ImmatureSignature => "token not valid yet (nbf)".into(),
-        ErrorKind::MissingRequiredClaim(claim) => format!("missing claim {claim}"),
-        ErrorKind::InvalidClaimFormat(claim) => format!("claim {claim} has the wrong type"),
-        ErrorKind::Json(_) => "claims are not valid JSON of the expected types".into(),
-        other => format!("{other:?}"),
+        ErrorKind::InvalidSignature => "its signature does not match",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "its algorithm is not accepted"
+        }
+        ErrorKind::InvalidIssuer => "it has the wrong issuer",
+        ErrorKind::InvalidAudience => "it has the wrong audience",
+        ErrorKind::ImmatureSignature => "it is not valid yet (nbf)",
+        ErrorKind::MissingRequiredClaim(_) => "a required claim is missing",
+        ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => {
+            "its claims are not of the expected types"
+        }
+        _ => "it is not a well-formed signed token",
     }
 }
 
@@ -228,6 +234,18 @@ impl TokenMinter {
 
     /// A token for `person` valid for `ttl` from now.
     pub fn mint(&self, person: &PersonId, ttl: Duration) -> Result<String, AuthError> {
+        self.mint_issued_after(person, ttl, 0)
+    }
+
+    /// A token for `person` valid for `ttl` from now whose `iat` is at least `min_iat`
+    /// (seconds since the Unix epoch). A token minted just after a revocation gets an `iat`
+    /// past the revocation's second, so it is not taken for one issued before it.
+    pub fn mint_issued_after(
+        &self,
+        person: &PersonId,
+        ttl: Duration,
+        min_iat: u64,
+    ) -> Result<String, AuthError> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: person.to_string(),
@@ -235,7 +253,7 @@ impl TokenMinter {
             aud: self.audience.clone(),
             exp: now + ttl.as_secs(),
             nbf: now.saturating_sub(1),
-            iat: now,
+            iat: now.max(min_iat),
         };
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key)
             .map_err(|e| AuthError::Key(e.to_string()))

@@ -29,6 +29,7 @@ use crate::mail::Mailer;
 use crate::programme::cache::ProgrammeCache;
 use crate::schedule::Schedule;
 use crate::store::SharedStore;
+use crate::store::readiness::Readiness;
 use socket::Upgrade;
 
 /// Settings a session needs.
@@ -46,6 +47,10 @@ pub struct SessionSettings {
     pub request_burst: u32,
     /// The URL people reach the server at, for links.
     pub public_url: String,
+    /// The deadline of the store calls a request (or signing in) makes.
+    pub store_deadline: Duration,
+    /// How long a session closed as too slow has to read its close frame.
+    pub slow_close_deadline: Duration,
 }
 
 /// What every session shares: the store, the hub, the token verifier.
@@ -76,6 +81,8 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// The running sessions, so shutdown can wait for them.
     pub sessions: TaskTracker,
+    /// Whether the store answered its last probe, for `/readyz`.
+    pub readiness: Arc<Readiness>,
     next_key: AtomicU64,
 }
 
@@ -105,6 +112,7 @@ impl Gateway {
             draining: CancellationToken::new(),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
+            readiness: Arc::new(Readiness::default()),
             next_key: AtomicU64::new(1),
         }
     }

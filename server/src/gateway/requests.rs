@@ -1,25 +1,38 @@
 //! Answering requests on an authenticated session: send, history, join, leave, typing,
 //! read, presence, refresh, ping. Every request is checked against the person's access to
 //! the room and the limits; every failure is answered with a code from the protocol.
+//!
+//! The session keeps reading while a request waits for the store. Requests that need the
+//! store run one after another on the session's store lane (so their answers keep their
+//! order), each within the store deadline; at most [`limits::MAX_PENDING_STORE_REQUESTS`] wait
+//! there, and the session reads no further while the lane is full. Requests that need no
+//! store (typing in a room the person is in, presence, ping) are answered at once, ahead of
+//! store requests still waiting.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use triad_protocol::{
     Ack, CloseCode, ErrorCode, History, MemberInfo, PersonId, PersonInfo, PresenceStatus, Request,
-    RoomId, RoomInfo, RoomKind, ServerFrame, ServerMessage, decode_client, limits,
+    RequestId, RoomId, RoomInfo, RoomKind, ServerFrame, ServerMessage, decode_client, limits,
 };
 
 use super::Gateway;
 use super::session::deadline_of;
-use super::socket::{Stream, is_capacity_error};
-use crate::auth::{Access, AuthError};
+use super::socket::{Stream, is_capacity_error, is_utf8_error};
+use crate::auth::{Access, AuthError, GrantError};
 use crate::calls::CallError;
 use crate::hub::{Outbox, Outgoing, SessionControl, SessionKey, TokenBucket, Track, encode};
 use crate::store::{Page, RoomRecord, StoreError};
+
+/// What the client is told when the store did not answer in time or failed. Never the
+/// store's own error text.
+pub const STORE_UNAVAILABLE: &str = "the store timed out or failed; retry later \
+     (a send: with the same client_msg_id, it is stored at most once)";
 
 /// A request refused: the code and a message for people.
 #[derive(Debug)]
@@ -42,6 +55,31 @@ impl Refusal {
         self.room = Some(room.clone());
         self
     }
+
+    /// Its code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The `error` frame answering request `re` with it.
+    pub fn into_frame(self, re: Option<RequestId>) -> ServerFrame {
+        ServerFrame::reply(
+            re,
+            ServerMessage::Error {
+                code: self.code,
+                message: self.message,
+                room: self.room,
+            },
+        )
+    }
+}
+
+impl Refusal {
+    /// The store did not answer within the deadline.
+    pub fn store_timeout() -> Self {
+        tracing::warn!("store did not answer within the deadline");
+        Self::new(ErrorCode::StoreUnavailable, STORE_UNAVAILABLE)
+    }
 }
 
 impl From<StoreError> for Refusal {
@@ -52,7 +90,7 @@ impl From<StoreError> for Refusal {
             }
             other => {
                 tracing::warn!(error = %other, "store failed");
-                Self::new(ErrorCode::StoreUnavailable, other.to_string())
+                Self::new(ErrorCode::StoreUnavailable, STORE_UNAVAILABLE)
             }
         }
     }
@@ -66,13 +104,44 @@ impl From<CallError> for Refusal {
 
 impl From<AuthError> for Refusal {
     fn from(err: AuthError) -> Self {
-        Self::new(err.code(), err.to_string())
+        match err {
+            // A key problem is the server's, and its text names files.
+            AuthError::Key(_) => {
+                tracing::error!(error = %err, "token key unusable");
+                Self::new(ErrorCode::Internal, "the server could not check the token")
+            }
+            other => Self::new(other.code(), other.to_string()),
+        }
+    }
+}
+
+impl From<GrantError> for Refusal {
+    fn from(err: GrantError) -> Self {
+        match err {
+            GrantError::Store(err) => Self::from(err),
+            GrantError::Auth(_) | GrantError::NoSigningKey(_) => {
+                tracing::error!(error = %err, "token handling failed");
+                Self::new(ErrorCode::Internal, "the server could not check the token")
+            }
+            other => Self::new(other.code(), other.to_string()),
+        }
     }
 }
 
 type Reply = Result<ServerMessage, Refusal>;
 
-/// An authenticated session's state.
+/// A store request being answered on the lane: its id and its answer.
+type Job = Pin<Box<dyn Future<Output = (Option<RequestId>, Reply)> + Send>>;
+
+/// What the reading loop does with a decoded request.
+enum Route {
+    /// Answered at once: it needs no store.
+    Now(Request),
+    /// Queued on the store lane.
+    Lane(Request),
+}
+
+/// An authenticated session's state, shared by its reading loop and its store lane.
 pub struct Session {
     /// Shared server state.
     pub gateway: Arc<Gateway>,
@@ -85,25 +154,50 @@ pub struct Session {
     /// The session's close signal.
     pub control: Arc<SessionControl>,
     /// The rooms the person can see, and their access.
-    pub rooms: HashMap<RoomId, (RoomKind, Access)>,
+    pub rooms: Mutex<HashMap<RoomId, (RoomKind, Access)>>,
     /// The person's send bucket (shared by their sessions).
     pub send_bucket: Arc<Mutex<TokenBucket>>,
     /// This session's bucket for requests of any kind.
-    pub request_bucket: TokenBucket,
-    /// When the token expires.
-    pub expires_at: Instant,
+    pub request_bucket: Mutex<TokenBucket>,
+    /// When the token stops being accepted.
+    pub expires_at: Mutex<Instant>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The next answer of the running store request; never, if none runs.
+async fn finished(running: &mut Option<Job>) -> (Option<RequestId>, Reply) {
+    match running.as_mut() {
+        Some(job) => job.await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Session {
     /// Reads and answers requests until the connection ends, then leaves every room.
-    pub async fn serve(mut self, mut stream: Stream) {
+    pub async fn serve(self: Arc<Self>, mut stream: Stream) {
         let gateway = self.gateway.clone();
         let control = self.control.clone();
+        let mut lane: VecDeque<(Option<RequestId>, Request)> = VecDeque::new();
+        let mut running: Option<Job> = None;
         loop {
-            let expiry = tokio::time::sleep_until(self.expires_at.into());
+            if running.is_none()
+                && let Some((id, request)) = lane.pop_front()
+            {
+                running = Some(Box::pin(self.clone().answer_from_store(id, request)));
+            }
+            let pending = lane.len() + usize::from(running.is_some());
+            let expiry = tokio::time::sleep_until((*locked(&self.expires_at)).into());
             let message = tokio::select! {
                 () = control.closed() => break,
                 () = gateway.shutdown.cancelled() => {
+                    // The request being answered is answered first.
+                    if let Some(job) = running.take() {
+                        let (id, reply) = job.await;
+                        self.reply(id, reply);
+                    }
                     crate::metrics::drain_closed_session();
                     control.close(CloseCode::GOING_AWAY, "server shutting down: reconnect");
                     break;
@@ -113,10 +207,19 @@ impl Session {
                     control.close(CloseCode::TOKEN_EXPIRED, "token expired");
                     break;
                 }
-                message = stream.next() => message,
+                (id, reply) = finished(&mut running) => {
+                    running = None;
+                    self.reply(id, reply);
+                    continue;
+                }
+                message = stream.next(), if pending < limits::MAX_PENDING_STORE_REQUESTS => message,
             };
             match message {
-                Some(Ok(Message::Text(text))) => self.on_text(&text).await,
+                Some(Ok(Message::Text(text))) => {
+                    if let Some((id, request)) = self.on_text(&text) {
+                        lane.push_back((id, request));
+                    }
+                }
                 Some(Ok(Message::Binary(_))) => {
                     self.reply(
                         None,
@@ -125,12 +228,26 @@ impl Session {
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_))) | None => {
+                    // The request being answered is answered, for a client that waits.
+                    if let Some(job) = running.take() {
+                        let (id, reply) = job.await;
+                        self.reply(id, reply);
+                    }
                     control.close(CloseCode::NORMAL, "");
                     break;
                 }
                 Some(Err(err)) => {
                     if is_capacity_error(&err) {
                         control.close(CloseCode::MESSAGE_TOO_BIG, "frame over the size limit");
+                    } else if is_utf8_error(&err) {
+                        self.reply(
+                            None,
+                            Err(Refusal::new(
+                                ErrorCode::BadJson,
+                                "a text frame that is not valid UTF-8",
+                            )),
+                        );
+                        control.close(CloseCode::INVALID_PAYLOAD, "text frame not valid UTF-8");
                     } else {
                         control.close(CloseCode::NORMAL, "");
                     }
@@ -138,12 +255,37 @@ impl Session {
                 }
             }
         }
+        drop(running);
         self.leave_all();
+    }
+
+    /// Answers a request that needs the store, within the store deadline.
+    async fn answer_from_store(
+        self: Arc<Self>,
+        id: Option<RequestId>,
+        request: Request,
+    ) -> (Option<RequestId>, Reply) {
+        let room = request_room(&request);
+        if is_call_request(&request) {
+            // A call request may wait for the node holding the call, within the calls'
+            // own deadlines; its store calls have theirs.
+            let reply = self.handle(request).await;
+            return (id, reply);
+        }
+        let deadline = self.gateway.settings.store_deadline;
+        let reply = match tokio::time::timeout(deadline, self.handle(request)).await {
+            Ok(reply) => reply,
+            Err(_) => Err(match room {
+                Some(room) => Refusal::store_timeout().in_room(&room),
+                None => Refusal::store_timeout(),
+            }),
+        };
+        (id, reply)
     }
 
     fn leave_all(&self) {
         let hub = &self.gateway.hub;
-        for (room, (kind, access)) in &self.rooms {
+        for (room, (kind, access)) in locked(&self.rooms).iter() {
             if access.is_in() {
                 hub.unsubscribe(room, self.key);
                 crate::metrics::room_left(*kind);
@@ -174,29 +316,68 @@ impl Session {
         self.outbox.push(Outgoing::Frame(encode(frame)));
     }
 
-    async fn on_text(&mut self, text: &Utf8Bytes) {
+    /// Decodes a frame and answers it if it needs no store; returns a request for the
+    /// store lane.
+    fn on_text(&self, text: &Utf8Bytes) -> Option<(Option<RequestId>, Request)> {
         let frame = match decode_client(text) {
             Ok(frame) => frame,
             Err(err) => {
-                return self.reply(err.id, Err(Refusal::new(err.code, err.message)));
+                self.reply(err.id, Err(Refusal::new(err.code, err.message)));
+                return None;
             }
         };
-        if !self.request_bucket.try_take(Instant::now()) {
+        if !locked(&self.request_bucket).try_take(Instant::now()) {
             let refusal = Refusal::new(ErrorCode::RateLimited, "too many requests; slow down");
-            return self.reply(frame.id, Err(refusal));
+            self.reply(frame.id, Err(refusal));
+            return None;
         }
-        // Boxed: the largest request's state is held only while it is answered, not for
-        // the life of every idle session.
-        let reply = Box::pin(self.handle(frame.request)).await;
-        self.reply(frame.id, reply);
+        match self.route(frame.request) {
+            Route::Now(request) => {
+                let reply = self.answer_now(request);
+                self.reply(frame.id, reply);
+                None
+            }
+            Route::Lane(request) => Some((frame.id, request)),
+        }
     }
 
-    async fn handle(&mut self, request: Request) -> Reply {
+    /// Whether a request is answered at once or waits for the store. Typing in a room the
+    /// person is not in goes to the lane: telling an unknown room from one of another
+    /// trio reads the store.
+    fn route(&self, request: Request) -> Route {
+        match &request {
+            Request::Hello { .. } | Request::Presence { .. } | Request::Ping => Route::Now(request),
+            Request::Typing { room, .. } if self.access(room) != Access::None => {
+                Route::Now(request)
+            }
+            _ => Route::Lane(request),
+        }
+    }
+
+    /// Answers a request that needs no store.
+    fn answer_now(&self, request: Request) -> Reply {
         match request {
             Request::Hello { .. } => Err(Refusal::new(
                 ErrorCode::AlreadyAuthenticated,
                 "this session is signed in",
             )),
+            Request::Presence { status } => self.presence(status),
+            Request::Ping => Ok(ServerMessage::Pong),
+            Request::Typing { room, active } => {
+                self.typing(&room, active).map_err(|r| r.in_room(&room))
+            }
+            other => Err(Refusal::new(
+                ErrorCode::Internal,
+                format!("{} is answered from the store", other.type_name()),
+            )),
+        }
+    }
+
+    async fn handle(&self, request: Request) -> Reply {
+        match request {
+            Request::Hello { .. } | Request::Presence { .. } | Request::Ping => {
+                self.answer_now(request)
+            }
             Request::Refresh { token } => self.refresh(&token).await,
             Request::Send {
                 room,
@@ -218,14 +399,18 @@ impl Session {
             Request::Join { room } => self.join(&room).await.map_err(|r| r.in_room(&room)),
             Request::Leave { room } => self.leave(&room).await.map_err(|r| r.in_room(&room)),
             Request::Typing { room, active } => {
+                if self.access(&room) == Access::None {
+                    return Err(self.not_visible(&room).await.in_room(&room));
+                }
                 self.typing(&room, active).map_err(|r| r.in_room(&room))
             }
             Request::Read { room, seq } => {
                 self.read(&room, seq).await.map_err(|r| r.in_room(&room))
             }
-            Request::Presence { status } => self.presence(status),
-            Request::Ping => Ok(ServerMessage::Pong),
             Request::CallStart { room } => {
+                if self.access(&room) == Access::None {
+                    return Err(self.not_visible(&room).await.in_room(&room));
+                }
                 let access = |room: &RoomId| self.access(room);
                 let started = self
                     .gateway
@@ -271,10 +456,7 @@ impl Session {
     /// `members`: a page of a room's people, by id.
     async fn members(&self, room: &RoomId, after: Option<&PersonId>, limit: Option<u32>) -> Reply {
         if self.access(room) == Access::None {
-            return Err(Refusal::new(
-                ErrorCode::NotAMember,
-                format!("you are not a member of {room}"),
-            ));
+            return Err(self.not_visible(room).await);
         }
         let limit = limit.unwrap_or(limits::DEFAULT_PAGE_SIZE);
         if limit == 0 || limit > limits::MAX_PAGE_SIZE {
@@ -321,12 +503,9 @@ impl Session {
     /// `coachings`: the sessions of the rooms this person sees (or of one) not yet ended.
     async fn coachings(&self, room: Option<&RoomId>) -> Reply {
         let rooms: Vec<RoomId> = match room {
-            Some(room) if self.rooms.contains_key(room) => vec![room.clone()],
-            Some(room) => {
-                let refusal = Refusal::new(ErrorCode::NotAMember, format!("you are not in {room}"));
-                return Err(refusal.in_room(room));
-            }
-            None => self.rooms.keys().cloned().collect(),
+            Some(room) if self.access(room) != Access::None => vec![room.clone()],
+            Some(room) => return Err(self.not_visible(room).await.in_room(room)),
+            None => locked(&self.rooms).keys().cloned().collect(),
         };
         let coachings = self
             .gateway
@@ -341,7 +520,7 @@ impl Session {
     /// that is not pinned is answered `ok` and announces nothing.
     async fn pin(&self, room: &RoomId, seq: u64, pinned: bool) -> Reply {
         use crate::programme::pins;
-        self.check_in(room)?;
+        self.check_in(room).await?;
         let store = self.gateway.store.as_ref();
         let changed = if pinned {
             pins::pin(store, room, seq, &self.person, crate::store::now_ms()).await
@@ -367,7 +546,7 @@ impl Session {
 
     /// `pins`: the room's pins, in message order.
     async fn pins(&self, room: &RoomId) -> Reply {
-        self.check_in(room)?;
+        self.check_in(room).await?;
         let pins = crate::programme::pins::pins(self.gateway.store.as_ref(), room).await?;
         Ok(ServerMessage::Pins {
             room: room.clone(),
@@ -376,18 +555,46 @@ impl Session {
     }
 
     fn kind_of(&self, room: &RoomId) -> RoomKind {
-        self.rooms
+        locked(&self.rooms)
             .get(room)
             .map_or(RoomKind::Trio, |(kind, _)| *kind)
     }
 
     fn access(&self, room: &RoomId) -> Access {
-        self.rooms
+        locked(&self.rooms)
             .get(room)
             .map_or(Access::None, |(_, access)| *access)
     }
 
-    fn check_in(&self, room: &RoomId) -> Result<(), Refusal> {
+    /// The refusal for a room this person cannot see: `unknown_room` if it does not
+    /// exist, `not_a_member` if it does.
+    async fn not_visible(&self, room: &RoomId) -> Refusal {
+        match self.gateway.store.room(room).await {
+            Ok(Some(_)) => Refusal::new(
+                ErrorCode::NotAMember,
+                format!("you are not a member of {room}"),
+            ),
+            Ok(None) => Refusal::new(ErrorCode::UnknownRoom, format!("there is no room {room}")),
+            Err(err) => Refusal::from(err),
+        }
+    }
+
+    /// Whether the person takes part in the room: `join_required` for a moderator who has
+    /// not joined, and for a room they cannot see, as [`Session::not_visible`] says.
+    async fn check_in(&self, room: &RoomId) -> Result<(), Refusal> {
+        match self.access(room).check_in() {
+            Ok(()) => Ok(()),
+            Err(ErrorCode::JoinRequired) => Err(Refusal::new(
+                ErrorCode::JoinRequired,
+                format!("join {room} before taking part"),
+            )),
+            Err(_) => Err(self.not_visible(room).await),
+        }
+    }
+
+    /// Takes part in the room, without the store: for requests answered at once, routed
+    /// here only for rooms the person can see.
+    fn check_in_now(&self, room: &RoomId) -> Result<(), Refusal> {
         self.access(room).check_in().map_err(|code| {
             let message = match code {
                 ErrorCode::JoinRequired => format!("join {room} before taking part"),
@@ -397,7 +604,7 @@ impl Session {
         })
     }
 
-    async fn refresh(&mut self, token: &str) -> Reply {
+    async fn refresh(&self, token: &str) -> Reply {
         if token.len() > limits::MAX_TOKEN_BYTES {
             return Err(Refusal::new(
                 ErrorCode::InvalidRequest,
@@ -405,26 +612,24 @@ impl Session {
             ));
         }
         let verified = self.gateway.verifier.verify(token)?;
-        if let Err(err) = self.gateway.grants.check(&verified).await {
-            return Err(Refusal::new(err.code(), err.to_string()));
-        }
+        self.gateway.grants.check(&verified).await?;
         if verified.person != self.person {
             return Err(Refusal::new(
                 ErrorCode::Forbidden,
                 "the token is for another person",
             ));
         }
-        self.expires_at = deadline_of(verified.expires_at);
+        *locked(&self.expires_at) = deadline_of(verified.accepted_until);
         Ok(ServerMessage::Ok)
     }
 
     async fn send(
-        &mut self,
+        &self,
         room: &RoomId,
         client_msg_id: &triad_protocol::ClientMsgId,
         body: &str,
     ) -> Reply {
-        self.check_in(room)?;
+        self.check_in(room).await?;
         if !client_msg_id.is_valid() {
             let message = format!(
                 "client_msg_id must be 1 to {} printable ASCII characters",
@@ -478,13 +683,12 @@ impl Session {
         after: Option<u64>,
         limit: Option<u32>,
     ) -> Reply {
-        self.check_in(room)?;
+        self.check_in(room).await?;
         let limit = limit.unwrap_or(limits::DEFAULT_PAGE_SIZE);
-        if limit > limits::MAX_PAGE_SIZE {
-            let message = format!(
-                "limit {limit} is over the maximum page of {}",
-                limits::MAX_PAGE_SIZE
-            );
+        // An empty page would say nothing about what lies beyond it: a client paging
+        // until `has_more` is false would never stop.
+        if limit == 0 || limit > limits::MAX_PAGE_SIZE {
+            let message = format!("limit must be 1 to {}", limits::MAX_PAGE_SIZE);
             return Err(Refusal::new(ErrorCode::PageTooLarge, message));
         }
         let page = match (before, after) {
@@ -507,13 +711,10 @@ impl Session {
         }))
     }
 
-    async fn join(&mut self, room: &RoomId) -> Reply {
+    async fn join(&self, room: &RoomId) -> Reply {
         let access = self.access(room);
         if access == Access::None {
-            return Err(Refusal::new(
-                ErrorCode::NotAMember,
-                format!("you are not assigned to {room}"),
-            ));
+            return Err(self.not_visible(room).await);
         }
         let gateway = self.gateway.clone();
         if matches!(access, Access::Moderator { .. }) {
@@ -554,12 +755,9 @@ impl Session {
         Ok(ServerMessage::Joined { room: info })
     }
 
-    async fn leave(&mut self, room: &RoomId) -> Reply {
+    async fn leave(&self, room: &RoomId) -> Reply {
         match self.access(room) {
-            Access::None => Err(Refusal::new(
-                ErrorCode::NotAMember,
-                format!("you are not assigned to {room}"),
-            )),
+            Access::None => Err(self.not_visible(room).await),
             Access::Member => Err(Refusal::new(
                 ErrorCode::Forbidden,
                 format!("members cannot leave {room}"),
@@ -588,16 +786,18 @@ impl Session {
         }
     }
 
-    fn set_access(&mut self, room: &RoomId, access: Access) {
-        if let Some(slot) = self.rooms.get_mut(room) {
-            slot.1 = access;
-        }
-        let inside = self
-            .rooms
-            .iter()
-            .filter(|(_, (_, a))| a.is_in())
-            .map(|(r, _)| r.clone())
-            .collect();
+    fn set_access(&self, room: &RoomId, access: Access) {
+        let inside = {
+            let mut rooms = locked(&self.rooms);
+            if let Some(slot) = rooms.get_mut(room) {
+                slot.1 = access;
+            }
+            rooms
+                .iter()
+                .filter(|(_, (_, a))| a.is_in())
+                .map(|(r, _)| r.clone())
+                .collect()
+        };
         let hub = &self.gateway.hub;
         hub.presence.set_rooms(&self.person, self.key, inside);
         // Tells the other nodes, and announces the person in a room newly entered.
@@ -605,7 +805,7 @@ impl Session {
     }
 
     fn typing(&self, room: &RoomId, active: bool) -> Reply {
-        self.check_in(room)?;
+        self.check_in_now(room)?;
         let frame = ServerFrame::push(ServerMessage::Typing {
             room: room.clone(),
             person: self.person.clone(),
@@ -616,7 +816,7 @@ impl Session {
     }
 
     async fn read(&self, room: &RoomId, seq: u64) -> Reply {
-        self.check_in(room)?;
+        self.check_in(room).await?;
         let store = &self.gateway.store;
         let marker = store.set_read(room, &self.person, seq).await?;
         let state = store.room_state(room).await?;
@@ -643,6 +843,40 @@ impl Session {
         let change = hub.presence.set_status(&self.person, self.key, status);
         hub.presence_changed(&self.person, change.is_some());
         Ok(ServerMessage::Ok)
+    }
+}
+
+/// Whether a request is about a call: answered by the calls, which bound their own waits
+/// (the store's and another node's).
+fn is_call_request(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::CallStart { .. }
+            | Request::CallJoin { .. }
+            | Request::CallLeave { .. }
+            | Request::CallEnd { .. }
+            | Request::CallMedia { .. }
+            | Request::CallSignal { .. }
+            | Request::IceServers { .. }
+    )
+}
+
+/// The room a request is about, if any.
+fn request_room(request: &Request) -> Option<RoomId> {
+    match request {
+        Request::Send { room, .. }
+        | Request::History { room, .. }
+        | Request::Join { room }
+        | Request::Leave { room }
+        | Request::Typing { room, .. }
+        | Request::Read { room, .. }
+        | Request::CallStart { room }
+        | Request::Pin { room, .. }
+        | Request::Unpin { room, .. }
+        | Request::Pins { room }
+        | Request::Members { room, .. } => Some(room.clone()),
+        Request::Coachings { room } => room.clone(),
+        _ => None,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -17,12 +17,12 @@ use triad_protocol::{
 };
 
 use super::Gateway;
-use super::requests::{Session, room_info};
-use super::socket::{Sink, Socket, Stream, is_capacity_error};
+use super::requests::{Refusal, Session, room_info};
+use super::socket::{Sink, Socket, Stream, is_capacity_error, is_utf8_error};
 use super::writer::Writer;
 use crate::auth::{Access, Verified, access_to};
 use crate::hub::{Outbox, Outgoing, SessionControl, TokenBucket, Track, encode};
-use crate::store::now_ms;
+use crate::store::{StoreError, now_ms, within};
 
 /// What a successful `hello` carried.
 struct Hello {
@@ -33,7 +33,7 @@ struct Hello {
 
 /// An open session, as [`open`] leaves it.
 struct Opened {
-    session: Session,
+    session: Arc<Session>,
     stream: Stream,
     writer: tokio::task::JoinHandle<()>,
     span: tracing::Span,
@@ -58,12 +58,11 @@ pub fn run(gateway: Arc<Gateway>, socket: Socket) -> impl Future<Output = ()> + 
         else {
             return;
         };
+        // A session closed as too slow has its close deadline to read the close frame.
+        let writer_deadline = session.gateway.settings.slow_close_deadline + CLOSE_DEADLINE;
         async move {
             session.serve(stream).await;
-            if tokio::time::timeout(Duration::from_secs(5), writer)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(writer_deadline, writer).await.is_err() {
                 tracing::debug!("writer did not finish in time");
             }
             tracing::info!("session ended");
@@ -108,6 +107,10 @@ async fn open(gateway: Arc<Gateway>, socket: Socket) -> Option<Opened> {
     }
 }
 
+/// How long a close frame (and what is queued before it) may take to go out, except after
+/// a slow consumer (see [`super::SessionSettings::slow_close_deadline`]).
+pub const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
+
 async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> bool {
     sink.send(Message::Text(encode(frame))).await.is_ok()
 }
@@ -118,10 +121,7 @@ async fn close(sink: &mut Sink, code: CloseCode, reason: &str) {
         reason: reason.into(),
     };
     let closing = sink.send(Message::Close(Some(frame)));
-    if tokio::time::timeout(Duration::from_secs(2), closing)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(CLOSE_DEADLINE, closing).await.is_err() {
         tracing::debug!("close frame not delivered");
     }
 }
@@ -186,13 +186,16 @@ async fn wait_hello(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream) -> 
             return None;
         }
         let verified = match gateway.verifier.verify(&token) {
-            Ok(verified) => gateway
-                .grants
-                .check(&verified)
-                .await
-                .map(|()| verified)
-                .map_err(|err| (err.code(), err.to_string())),
-            Err(err) => Err((err.code(), err.to_string())),
+            Ok(verified) => {
+                let deadline = gateway.settings.store_deadline;
+                let checked = tokio::time::timeout(deadline, gateway.grants.check(&verified)).await;
+                match checked {
+                    Ok(Ok(())) => Ok(verified),
+                    Ok(Err(err)) => Err(Refusal::from(err)),
+                    Err(_) => Err(Refusal::store_timeout()),
+                }
+            }
+            Err(err) => Err(Refusal::from(err)),
         };
         match verified {
             Ok(verified) => {
@@ -202,17 +205,26 @@ async fn wait_hello(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream) -> 
                     resume,
                 });
             }
-            Err((code, message)) => {
-                tracing::debug!(error = %message, "hello refused");
-                send_frame(sink, &ServerFrame::error(frame.id, code, message)).await;
-                close(sink, CloseCode::AUTH_FAILED, "authentication failed").await;
+            Err(refusal) => {
+                tracing::debug!(code = %refusal.code(), "hello refused");
+                let code = refusal.code();
+                send_frame(sink, &refusal.into_frame(frame.id)).await;
+                if code == ErrorCode::StoreUnavailable {
+                    close(sink, CloseCode::TRY_AGAIN_LATER, STORE_DOWN).await;
+                } else {
+                    close(sink, CloseCode::AUTH_FAILED, "authentication failed").await;
+                }
                 return None;
             }
         }
     }
 }
 
-/// Closes with 1009 after an oversized frame; other read errors just end the session.
+/// The close reason when the store is down while signing in.
+const STORE_DOWN: &str = "store unavailable: reconnect later";
+
+/// Closes with 1009 after an oversized frame and 1007 after a text frame that is not
+/// UTF-8; other read errors just end the session.
 async fn read_failed(sink: &mut Sink, err: tokio_tungstenite::tungstenite::Error) {
     if is_capacity_error(&err) {
         close(
@@ -221,10 +233,30 @@ async fn read_failed(sink: &mut Sink, err: tokio_tungstenite::tungstenite::Error
             "frame over the size limit",
         )
         .await;
+    } else if is_utf8_error(&err) {
+        let frame = ServerFrame::error(
+            None,
+            ErrorCode::BadJson,
+            "a text frame that is not valid UTF-8",
+        );
+        send_frame(sink, &frame).await;
+        close(
+            sink,
+            CloseCode::INVALID_PAYLOAD,
+            "text frame not valid UTF-8",
+        )
+        .await;
     }
 }
 
-type Started = (Session, tokio::task::JoinHandle<()>);
+/// The refusal of a `hello` because the store failed: an `error` with
+/// `store_unavailable`, then 1013.
+async fn store_down(sink: &mut Sink, id: Option<u64>, err: StoreError) {
+    send_frame(sink, &Refusal::from(err).into_frame(id)).await;
+    close(sink, CloseCode::TRY_AGAIN_LATER, STORE_DOWN).await;
+}
+
+type Started = (Arc<Session>, tokio::task::JoinHandle<()>);
 
 /// Authenticated: enter the rooms, queue the welcome and the resumes, start the writer.
 async fn start(
@@ -234,17 +266,13 @@ async fn start(
     mut sink: Sink,
 ) -> Result<Started, Sink> {
     let store = &gateway.store;
+    let deadline = gateway.settings.store_deadline;
     let person_id = hello.verified.person.clone();
     let refuse = |code: ErrorCode, message: String| ServerFrame::error(hello.id, code, message);
-    let snapshot = match gateway.programme.get().await {
+    let snapshot = match within(deadline, gateway.programme.get()).await {
         Ok(snapshot) => snapshot,
         Err(err) => {
-            send_frame(
-                &mut sink,
-                &refuse(ErrorCode::StoreUnavailable, err.to_string()),
-            )
-            .await;
-            close(&mut sink, CloseCode::SERVER_ERROR, "store unavailable").await;
+            store_down(&mut sink, hello.id, err).await;
             return Err(sink);
         }
     };
@@ -274,19 +302,14 @@ async fn start(
         let record = if record.moderators.is_empty() {
             Cow::Borrowed(record)
         } else {
-            match store.room(&record.id).await {
+            match within(deadline, store.room(&record.id)).await {
                 Ok(Some(fresh)) => {
                     access = access_to(&fresh, &person_id);
                     Cow::Owned(fresh)
                 }
                 Ok(None) => continue,
                 Err(err) => {
-                    send_frame(
-                        &mut sink,
-                        &refuse(ErrorCode::StoreUnavailable, err.to_string()),
-                    )
-                    .await;
-                    close(&mut sink, CloseCode::SERVER_ERROR, "store unavailable").await;
+                    store_down(&mut sink, hello.id, err).await;
                     return Err(sink);
                 }
             }
@@ -315,14 +338,22 @@ async fn start(
     let people = &snapshot.people;
     let mut infos = Vec::with_capacity(order.len());
     let mut tracks = Vec::new();
+    let mut failed = false;
     for room in &order {
         let (record, access) = &rooms[room];
-        let info = match room_info(gateway, people, record, *access, &person_id).await {
+        let info = match within(
+            deadline,
+            room_info(gateway, people, record, *access, &person_id),
+        )
+        .await
+        {
             Ok(info) => info,
             Err(err) => {
-                let frame = refuse(ErrorCode::StoreUnavailable, err.to_string());
-                outbox.push(Outgoing::Frame(encode(&frame)));
-                control.close(CloseCode::SERVER_ERROR, "store unavailable");
+                // The session is already in its rooms: it ends through the writer.
+                let frame = Refusal::from(err).into_frame(hello.id);
+                outbox.push_first(Outgoing::Frame(encode(&frame)));
+                control.close(CloseCode::TRY_AGAIN_LATER, STORE_DOWN);
+                failed = true;
                 break;
             }
         };
@@ -353,36 +384,47 @@ async fn start(
         },
         token_expires_at: hello.verified.expires_at,
     };
-    outbox.push(Outgoing::Frame(encode(&ServerFrame::reply(
-        hello.id,
-        ServerMessage::Welcome(welcome),
-    ))));
-    for track in tracks {
-        outbox.push(track);
+    if !failed {
+        // First, ahead of the presence and typing pushes of the rooms entered above.
+        outbox.push_first(Outgoing::Frame(encode(&ServerFrame::reply(
+            hello.id,
+            ServerMessage::Welcome(welcome),
+        ))));
+        for track in tracks {
+            outbox.push(track);
+        }
     }
     crate::metrics::session_started(!hello.resume.is_empty());
     let writer = tokio::spawn(
-        Writer::new(sink, rx, control.clone(), gateway.store.clone())
-            .run()
-            .in_current_span(),
+        Writer::new(
+            sink,
+            rx,
+            control.clone(),
+            gateway.store.clone(),
+            gateway.settings.slow_close_deadline,
+        )
+        .run()
+        .in_current_span(),
     );
-    let session = Session {
+    let session = Arc::new(Session {
         gateway: gateway.clone(),
         key,
         person: person_id,
         outbox,
         control,
-        rooms: rooms
-            .into_iter()
-            .map(|(id, (record, access))| (id, (record.kind, access)))
-            .collect(),
+        rooms: Mutex::new(
+            rooms
+                .into_iter()
+                .map(|(id, (record, access))| (id, (record.kind, access)))
+                .collect(),
+        ),
         send_bucket,
-        request_bucket: TokenBucket::new(
+        request_bucket: Mutex::new(TokenBucket::new(
             gateway.settings.request_rate_per_second,
             gateway.settings.request_burst,
-        ),
-        expires_at: deadline_of(hello.verified.expires_at),
-    };
+        )),
+        expires_at: Mutex::new(deadline_of(hello.verified.accepted_until)),
+    });
     Ok((session, writer))
 }
 

@@ -233,6 +233,11 @@ pub fn is_capacity_error(err: &Error) -> bool {
     matches!(err, Error::Capacity(_))
 }
 
+/// Whether a read failed on a text frame that is not valid UTF-8.
+pub fn is_utf8_error(err: &Error) -> bool {
+    matches!(err, Error::Utf8(_))
+}
+
 #[cfg(test)]
 mod tests {
     use futures_util::StreamExt;

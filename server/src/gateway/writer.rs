@@ -41,6 +41,8 @@ pub struct Writer {
     control: Arc<SessionControl>,
     store: SharedStore,
     rooms: HashMap<RoomId, Position>,
+    /// How long a session closed as too slow has to take its close frame.
+    slow_close_deadline: Duration,
     /// Set while a long message goes out in fragments: if the writer is stopped in the
     /// middle, no other message may follow (only the close frame).
     mid_message: bool,
@@ -53,6 +55,7 @@ impl Writer {
         rx: OutboxReceiver,
         control: Arc<SessionControl>,
         store: SharedStore,
+        slow_close_deadline: Duration,
     ) -> Self {
         Self {
             sink,
@@ -60,6 +63,7 @@ impl Writer {
             control,
             store,
             rooms: HashMap::new(),
+            slow_close_deadline,
             mid_message: false,
         }
     }
@@ -92,8 +96,13 @@ impl Writer {
             .reason()
             .cloned()
             .unwrap_or((CloseCode::NORMAL, String::new()));
-        // A message cut off halfway cannot be followed by another one.
-        if code != CloseCode::SLOW_CONSUMER && !self.mid_message {
+        let slow = code == CloseCode::SLOW_CONSUMER;
+        if slow {
+            // What is queued is dropped: the client resumes from history. Only what is
+            // already on its way goes before the close frame.
+            while self.rx.try_recv().is_some() {}
+        } else if !self.mid_message {
+            // A message cut off halfway cannot be followed by another one.
             // Frames queued before the close (an error explaining it, say) go out first.
             let drain = async {
                 while let Some(item) = self.rx.try_recv() {
@@ -112,15 +121,19 @@ impl Writer {
             code: code.0.into(),
             reason: reason.into(),
         };
-        // The peer may be gone or not reading: the close frame is best effort, bounded.
+        // The peer may be gone or not reading: the close frame is best effort, bounded. A
+        // slow client gets longer: it may read again after a pause and must then learn
+        // why it was closed. (A control frame may follow a message cut off halfway.)
+        let deadline = if slow {
+            self.slow_close_deadline
+        } else {
+            super::session::CLOSE_DEADLINE
+        };
         let closing = async {
             self.sink.send(Message::Close(Some(frame))).await?;
             self.sink.close().await
         };
-        if tokio::time::timeout(Duration::from_secs(2), closing)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(deadline, closing).await.is_err() {
             tracing::debug!("close frame not delivered in time");
         }
         control.close(code, "writer finished");

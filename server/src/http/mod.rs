@@ -73,11 +73,12 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the store answers and the server is not draining or shutting down.
+/// Readiness: the store answered its last probe and the server is not draining or shutting
+/// down. Answered at once, from the probe's outcome, never by waiting on the store.
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     if gateway.draining.is_cancelled() || gateway.shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else if !gateway.store.ready().await {
+    } else if !gateway.readiness.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
     } else {
         (StatusCode::OK, "ready")

@@ -216,6 +216,24 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// Queues an item ahead of everything queued, whatever the capacity: a session's
+    /// welcome, queued after it entered its rooms, goes out before what they pushed since.
+    pub fn push_first(&self, item: Outgoing) -> bool {
+        let mut queue = self.shared.queue();
+        if !queue.receiving {
+            return false;
+        }
+        let was_empty = queue.items.is_empty();
+        queue.items.push_front(item);
+        drop(queue);
+        if was_empty {
+            self.shared.ready.notify_one();
+        }
+        true
+    }
+}
+
 /// The receiving side of a session's outbox, held by its writer.
 #[derive(Debug)]
 pub struct OutboxReceiver {
@@ -321,6 +339,18 @@ mod tests {
         pusher.await.unwrap();
         let expected: Vec<String> = (0..100).map(|i| i.to_string()).collect();
         assert_eq!(seen, expected);
+    }
+
+    #[tokio::test]
+    async fn an_item_pushed_first_goes_out_first_even_when_full() {
+        let (outbox, mut rx) = outbox(2);
+        assert!(outbox.push(frame("presence")));
+        assert!(outbox.push(frame("typing")));
+        assert!(outbox.push_first(frame("welcome")));
+        assert!(!outbox.control().is_closed(), "not a slow consumer");
+        assert_eq!(text_of(rx.recv().await), "welcome");
+        assert_eq!(text_of(rx.recv().await), "presence");
+        assert_eq!(text_of(rx.recv().await), "typing");
     }
 
     #[tokio::test]

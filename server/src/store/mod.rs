@@ -12,6 +12,7 @@
 
 pub mod docs;
 pub mod embedded;
+pub mod readiness;
 pub mod redis;
 mod stored_call;
 
@@ -28,7 +29,9 @@ use triad_protocol::{
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backend cannot be reached or failed to persist; nothing was stored.
+    /// The backend cannot be reached, did not answer in time, or failed to persist. A
+    /// write may or may not have happened: an append retried with the same
+    /// `client_msg_id` is stored at most once.
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// The room does not exist.
@@ -359,6 +362,21 @@ pub trait Store: Send + Sync + 'static {
 
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;
+
+/// Runs a store call with a deadline: one not answered by then fails with
+/// [`StoreError::Unavailable`] (and is dropped, so whether a write happened is unknown).
+pub async fn within<T>(
+    deadline: std::time::Duration,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {} ms",
+            deadline.as_millis()
+        ))),
+    }
+}
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> Timestamp {

@@ -278,7 +278,7 @@ async fn rooms_of_others_are_closed() {
     );
     assert_error(
         &anna.send("no-such-room", "m3", "hello").await,
-        ErrorCode::NotAMember,
+        ErrorCode::UnknownRoom,
     );
     let history = anna
         .call(Request::History {

@@ -22,6 +22,7 @@ use triad_server::programme::{DEMO_ROSTER, Roster};
 use triad_server::server::Server;
 use triad_server::store::NoSink;
 use triad_server::store::embedded::EmbeddedStore;
+use triad_server::store::redis::RedisStore;
 
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 
@@ -92,6 +93,23 @@ impl TestServer {
                 .await
                 .unwrap();
             seed(&store).await;
+        }
+        Self::run(config, Arc::new(dir)).await
+    }
+
+    /// Starts a server on the Redis at `url`, seeded with the demo programme, with the test
+    /// config changed by `tune`.
+    pub async fn start_on_redis(url: &str, tune: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        config.store = url.to_string();
+        tune(&mut config);
+        {
+            let store = RedisStore::open(url, Arc::new(NoSink)).await.unwrap();
+            let roster = Roster::parse(DEMO_ROSTER).unwrap();
+            triad_server::programme::admin::apply_roster(&store, None, &roster)
+                .await
+                .unwrap();
         }
         Self::run(config, Arc::new(dir)).await
     }

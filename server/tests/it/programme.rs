@@ -85,9 +85,10 @@ async fn the_coordinator_changes_the_programme_one_piece_at_a_time() {
         })
         .await;
     assert!(
-        matches!(&answer, ServerMessage::Error { code, .. } if code.as_str() == "unknown_person"),
-        "{answer:?}"
+        matches!(&answer, ServerMessage::Error { code, .. } if code.as_str() == "token_revoked"),
+        "a removed person's old token is revoked: {answer:?}"
     );
+    assert_eq!(again.closed().await, Some(4001));
 
     // Ffion signs in to her trio.
     let (_ffion, welcome) = server.signed_in("ffion.morgan").await;
