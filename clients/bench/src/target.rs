@@ -5,21 +5,20 @@
 //! for the smoke test.
 //!
 //! Triad's programme is generated: trios `trio-1` ... `trio-N`, each of three heads
-//! (`t<N>.h1` ... `t<N>.h3`) and one moderator (`t<N>.m`); tokens are minted here with the
-//! server's own `TokenMinter`.
+//! (`t<N>.h1` ... `t<N>.h3`) and one moderator (`t<N>.m`). The load generator needs no part
+//! of the server: it reads the trios of a roster file itself (`[[trios]]` with `heads` and
+//! `moderators`, as `triad-server import` reads them) and mints HS256 tokens with
+//! `jsonwebtoken`, with the claims the server requires and its default issuer and audience.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use triad_protocol::{PersonId, RoomKind};
-use triad_server::auth::TokenMinter;
-use triad_server::config::Config;
-use triad_server::programme::Roster;
+use triad_protocol::PersonId;
 
 use crate::procstat::Watched;
 use crate::wire::{Dialect, Identity};
@@ -67,40 +66,86 @@ pub fn roster_toml(trios: usize) -> String {
     out
 }
 
-/// The trios of a roster (those with a moderator).
+/// The part of a roster file the load generator reads: its trios.
+#[derive(Debug, Deserialize)]
+struct RosterTrios {
+    /// The roster's trios (the rest of the file is the server's business).
+    #[serde(default)]
+    trios: Vec<RosterTrio>,
+}
+
+/// One `[[trios]]` entry of a roster file.
+#[derive(Debug, Deserialize)]
+struct RosterTrio {
+    /// The trio's room id.
+    id: String,
+    /// Its heads.
+    heads: Vec<String>,
+    /// Its moderators.
+    #[serde(default)]
+    moderators: Vec<String>,
+}
+
+/// The trios of a roster (those of three heads with a moderator).
 pub fn trios_of(roster: &str) -> anyhow::Result<Vec<Trio>> {
-    let roster = Roster::parse(roster).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let roster: RosterTrios = toml::from_str(roster).context("reading the roster's trios")?;
     Ok(roster
-        .programme
-        .rooms
-        .iter()
-        .filter(|r| r.kind == RoomKind::Trio && r.members.len() == 3)
-        .filter_map(|r| {
+        .trios
+        .into_iter()
+        .filter(|trio| trio.heads.len() == 3)
+        .filter_map(|trio| {
             Some(Trio {
-                room: r.id.to_string(),
-                heads: r.members.iter().map(ToString::to_string).collect(),
-                moderator: r.moderators.first()?.to_string(),
+                moderator: trio.moderators.into_iter().next()?,
+                room: trio.id,
+                heads: trio.heads,
             })
         })
         .collect())
 }
 
-/// Mints tokens with the server's minter and default JWT settings.
+/// The issuer and audience a Triad server requires by default (`jwt_issuer`,
+/// `jwt_audience`); the servers a run starts keep the defaults.
+const TOKEN_ISSUER: &str = "triad";
+const TOKEN_AUDIENCE: &str = "triad";
+
+/// The claims of a Triad access token: all of them are required by the server.
+#[derive(Debug, Serialize)]
+struct Claims<'a> {
+    sub: &'a str,
+    iss: &'a str,
+    aud: &'a str,
+    exp: u64,
+    nbf: u64,
+    iat: u64,
+}
+
+/// Mints HS256 tokens for the servers a run starts.
 pub struct Tokens {
-    minter: TokenMinter,
+    key: jsonwebtoken::EncodingKey,
 }
 
 impl Tokens {
     /// Tokens signed with an HS256 secret.
     pub fn new(secret: &str) -> Self {
         Self {
-            minter: TokenMinter::hs256(secret.as_bytes(), &Config::default().jwt),
+            key: jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
         }
     }
 
-    /// A token for `person`.
+    /// A token for `person`, valid for longer than any run.
     pub fn mint(&self, person: &str) -> anyhow::Result<String> {
-        Ok(self.minter.mint(&PersonId::new(person)?, TOKEN_TTL)?)
+        let person = PersonId::new(person)?;
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: person.as_str(),
+            iss: TOKEN_ISSUER,
+            aud: TOKEN_AUDIENCE,
+            exp: now + TOKEN_TTL.as_secs(),
+            nbf: now.saturating_sub(1),
+            iat: now,
+        };
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        jsonwebtoken::encode(&header, &claims, &self.key).context("signing a token")
     }
 }
 
@@ -505,7 +550,7 @@ mod tests {
 
     #[test]
     fn demo_roster_has_two_trios() {
-        let trios = trios_of(triad_server::programme::DEMO_ROSTER).unwrap();
+        let trios = trios_of(include_str!("../../../server/demo-roster.toml")).unwrap();
         assert_eq!(trios.len(), 2);
         assert_eq!(trios[0].moderator, "sara.moderator");
     }
