@@ -24,6 +24,11 @@ use crate::hub::Hub;
 use crate::store::docs::{Docs, UpdateError};
 use crate::store::{Collection, SharedStore, StoreError, now_ms};
 
+/// The close reason (with close code 4009) when the coordinator withdrew a person's access.
+pub const REASON_WITHDRAWN: &str = "access withdrawn";
+/// The close reason (with close code 4009) when the person signed out on every device.
+pub const REASON_SIGNED_OUT: &str = "signed out everywhere";
+
 /// How long tokens and invitations last.
 #[derive(Debug, Clone, Copy)]
 pub struct GrantSettings {
@@ -366,8 +371,17 @@ impl Grants {
     /// closes their connections on every node.
     pub async fn revoke(&self, person: &PersonId) -> Result<(), GrantError> {
         revoke_offline(self.store.as_ref(), person).await?;
-        self.hub.revoke(person, "access withdrawn");
+        self.hub.revoke(person, REASON_WITHDRAWN);
         tracing::info!(%person, "access revoked");
+        Ok(())
+    }
+
+    /// The person signs out on every device: as [`Grants::revoke`], with the close reason
+    /// saying so, so their other pages can tell them what happened.
+    pub async fn sign_out_everywhere(&self, person: &PersonId) -> Result<(), GrantError> {
+        revoke_offline(self.store.as_ref(), person).await?;
+        self.hub.revoke(person, REASON_SIGNED_OUT);
+        tracing::info!(%person, "signed out on every device");
         Ok(())
     }
 }
