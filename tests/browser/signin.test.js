@@ -387,4 +387,42 @@ describe('staying signed in', { timeout: 180_000 }, () => {
     assert.equal(typeof fresh.refresh_token, 'string');
     assert.notEqual(fresh.refresh_token, tokens.refresh_token);
   });
+
+  test('a refresh whose answer was lost can be retried; a copied refresh token revokes the person', async () => {
+    const exchange = async (/** @type {string} */ token) => {
+      const response = await fetch(`${server.url}/api/auth/refresh`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ refresh_token: token }),
+      });
+      return { status: response.status, body: await response.json() };
+    };
+    const code = new URL(await invite('giulia.bianchi')).hash.slice('#invite='.length);
+    const signed = await fetch(`${server.url}/api/auth/redeem`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ code }),
+    });
+    const a = (await signed.json()).refresh_token;
+    // The answer to this exchange never reaches the client (the laptop closed, say)...
+    const lost = await exchange(a);
+    assert.equal(lost.status, 200);
+    // ...so it tries again with the same token, moments later: new tokens, and the lost
+    // ones are void.
+    const retried = await exchange(a);
+    assert.equal(retried.status, 200, JSON.stringify(retried.body));
+    const voided = await exchange(lost.body.refresh_token);
+    assert.equal(voided.status, 401);
+    assert.equal(voided.body.code, 'token_revoked');
+    const next = await exchange(retried.body.refresh_token);
+    assert.equal(next.status, 200, 'the retried answer is the one that works');
+
+    // The first token again, now that its successor was used: a copy. The person is revoked.
+    const copy = await exchange(a);
+    assert.equal(copy.status, 401);
+    assert.equal(copy.body.code, 'token_revoked');
+    const after = await exchange(next.body.refresh_token);
+    assert.equal(after.status, 401, 'every token of the person is void');
+    assert.equal((await programmeWith(next.body.access_token)).status, 401);
+  });
 });
