@@ -7,15 +7,22 @@
  * sessions (`coachings.js`) and its key learning (`pins.js`).
  *
  * The sign-in link carries an invitation (`/#invite=…`) or a token (`/#token=…`) in the URL
- * fragment, which never reaches the server's logs. The page keeps the tokens in
- * `sessionStorage` for this tab and removes them from the address bar.
+ * fragment, which never reaches the server's logs. An invitation keeps the browser signed in
+ * (the refresh token in an `HttpOnly` cookie); every page renews its access token from it
+ * on load. A `#room=<id>` link (from the calendar feed and e-mails) opens that room, on load
+ * and in an open page.
  */
 
 import { CallView } from './call.js';
-import { ChatView, PAGE_SIZE } from './chat.js';
+import { ChatView, PAGE_SIZE, bdi } from './chat.js';
 import { CoachingView } from './coachings.js';
 import { Composer } from './composer.js';
-import { Connection, ProtocolError, REVOKED } from './connection.js';
+import {
+  Connection,
+  ProtocolError,
+  REVOKED,
+  SIGNED_OUT_EVERYWHERE_TEXT,
+} from './connection.js';
 import { ApiError, Credentials } from './credentials.js';
 import { Outbox } from './outbox.js';
 import { PinBoard } from './pins.js';
@@ -54,6 +61,17 @@ function socketUrl() {
   return url.toString();
 }
 
+/** The room a `#room=<id>` link asks for, if any. */
+function roomInLink() {
+  return new URLSearchParams(window.location.hash.slice(1)).get('room');
+}
+
+/** Takes the `#room=` link out of the address bar (so the same link works again). */
+function clearRoomLink() {
+  if (roomInLink() === null) return;
+  history.replaceState(null, '', window.location.pathname + window.location.search);
+}
+
 /**
  * @param {ServerMessage} message
  * @returns {History}
@@ -77,12 +95,13 @@ function showSignedOut(reason, title = 'Sign in to Triad') {
   byId('room-side').hidden = true;
   byId('side-toggle').hidden = true;
   byId('sign-out').hidden = true;
+  byId('sign-out-everywhere').hidden = true;
   byId('call-button').hidden = true;
   byId('coaching-notices').replaceChildren();
   byId('room-notice').replaceChildren();
   byId('room-people').replaceChildren();
   byId('room-groups').replaceChildren();
-  byId('signed-in-as').textContent = '';
+  byId('signed-in-as').replaceChildren();
   byId('room-title').textContent = 'Triad';
   document.title = 'Triad';
 }
@@ -93,15 +112,23 @@ async function main() {
   try {
     signedIn = await credentials.signIn();
   } catch (err) {
-    const reason = err instanceof ApiError ? err.message : 'The sign-in failed.';
-    showSignedOut(reason, 'This sign-in link cannot be used');
+    if (err instanceof ApiError && err.code === 'network') {
+      showSignedOut(err.message, 'Triad cannot be reached');
+    } else {
+      const reason = err instanceof ApiError ? err.message : 'The sign-in failed.';
+      showSignedOut(reason, 'This sign-in link cannot be used');
+    }
     return;
   }
   const token = credentials.access;
   if (!signedIn || !token) {
-    showSignedOut('Open the sign-in link you were given. It signs you in on this tab.');
+    showSignedOut(
+      'Open the sign-in link the coordinator sent you. It keeps you signed in on this device.',
+    );
     return;
   }
+  /** Set while this page signs out on every device: its own close is expected. */
+  let signingOutEverywhere = false;
 
   const status = byId('connection-status');
   /** How many times this page was signed in on a websocket (for the tests). */
@@ -113,8 +140,9 @@ async function main() {
       welcomes += 1;
       credentials.expiresAtIs(welcome.token_expires_at);
       book.welcome(welcome);
-      byId('signed-in-as').textContent = `Signed in as ${welcome.person.name}`;
+      byId('signed-in-as').replaceChildren('Signed in as ', bdi(welcome.person.name));
       byId('sign-out').hidden = !credentials.renewable;
+      byId('sign-out-everywhere').hidden = !credentials.renewable;
       pins.welcome();
       openRoom(pickRoom());
       calls.welcome(welcome);
@@ -125,6 +153,11 @@ async function main() {
     onPush: (frame) => onPush(frame),
     onStatus: (state, reason, code) => {
       document.body.dataset.connection = state;
+      if (state !== 'live') {
+        // Who is online is not known while disconnected.
+        book.disconnected();
+      }
+      calls.render();
       if (state === 'reconnecting') {
         calls.socketLost();
         if (!status.firstChild) status.append(bannerText('Reconnecting…'));
@@ -132,14 +165,19 @@ async function main() {
         credentials.forget();
         status.replaceChildren();
         calls.stop('');
-        if (code === REVOKED) {
+        if (signingOutEverywhere || reason === SIGNED_OUT_EVERYWHERE_TEXT) {
+          showSignedOut(
+            `${SIGNED_OUT_EVERYWHERE_TEXT} Open a new sign-in link from the coordinator to sign in again.`,
+            'You are signed out',
+          );
+        } else if (code === REVOKED) {
           const why = reason ?? 'Your access was withdrawn.';
           showSignedOut(
             `${why} Ask the coordinator if you think this is a mistake.`,
             'Your access was withdrawn',
           );
         } else if (code === undefined) {
-          showSignedOut(reason ?? 'You are signed out.');
+          showSignedOut(reason ?? 'You are signed out.', 'You are signed out');
         } else {
           showSignedOut(`${reason ?? 'You are signed out.'} Ask for a new sign-in link.`);
         }
@@ -253,8 +291,11 @@ async function main() {
         if (chat.room !== room) openRoom(room);
         void calls.startOrJoin();
       },
+      inCall: (roomId) => calls.active?.room === roomId,
     },
   });
+  // Joining or leaving a call changes what the sessions offer.
+  calls.onRender = () => coachings.refresh();
   pins.listen((roomId) => chat.showPins(roomId));
   byId('book-zone').textContent = `In your time zone, ${viewerTimeZone.replace(/_/g, ' ')}.`;
   const composer = new Composer(/** @type {HTMLFormElement} */ (byId('composer')), {
@@ -314,10 +355,18 @@ async function main() {
     }
   }
 
-  /** The room to show: the one open before, else the person's trio, else the first. */
+  /**
+   * The room to show: the one a `#room=` link asks for, else the one open before, else the
+   * person's trio, else the first.
+   */
   function pickRoom() {
     const rooms = [...book.rooms.values()];
-    const wanted = chat.room?.id ?? sessionStorage.getItem(ROOM_KEY);
+    const linked = roomInLink();
+    clearRoomLink();
+    const wanted =
+      (linked !== null && book.rooms.has(linked) ? linked : null) ??
+      chat.room?.id ??
+      sessionStorage.getItem(ROOM_KEY);
     return (
       rooms.find((r) => r.id === wanted) ??
       rooms.find((r) => r.kind === 'trio' && r.joined) ??
@@ -421,7 +470,35 @@ async function main() {
     } catch (err) {
       console.info('triad: sign-out not confirmed by the server', err);
     }
-    connection.stop('You are signed out of this tab.');
+    connection.stop('You are signed out on this device.');
+  });
+  byId('sign-out-everywhere').addEventListener('click', async () => {
+    const button = /** @type {HTMLButtonElement} */ (byId('sign-out-everywhere'));
+    button.disabled = true;
+    signingOutEverywhere = true;
+    try {
+      await credentials.signOutEverywhere();
+      if (connection.status !== 'ended') connection.stop(SIGNED_OUT_EVERYWHERE_TEXT);
+    } catch (err) {
+      signingOutEverywhere = false;
+      const message = err instanceof ApiError ? err.message : 'something went wrong; try again';
+      status.replaceChildren(bannerText(`Not signed out everywhere: ${message}.`));
+      console.info('triad: sign-out everywhere failed', err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  // A `#room=` link followed in an open page.
+  window.addEventListener('hashchange', () => {
+    const linked = roomInLink();
+    if (linked === null || !book.me) return;
+    const room = book.rooms.get(linked);
+    clearRoomLink();
+    if (room) {
+      openRoom(room);
+      closeMenu();
+    }
   });
 
   // The rooms list folds into a menu on narrow screens.

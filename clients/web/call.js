@@ -18,7 +18,8 @@
  * agent's `ping N` with `pong N`.
  */
 
-import { el } from './chat.js';
+import { bdi, el, userText } from './chat.js';
+import { DisconnectedError, ProtocolError } from './connection.js';
 
 /** @typedef {import('./protocol').ServerFrame} ServerFrame */
 /** @typedef {import('./protocol').CallState} CallState */
@@ -100,6 +101,8 @@ export class CallView {
     this.lostSocket = false;
     /** Whether a rejoin is on its way: call states until its answer name the old session. */
     this.resuming = false;
+    /** Told after each render (the page's sessions follow whether it is in a call). */
+    this.onRender = () => {};
 
     this.status = el('p', 'call-status');
     this.status.setAttribute('role', 'status');
@@ -263,7 +266,12 @@ export class CallView {
       await this.sync(answer.call);
     } catch (err) {
       for (const track of local?.getTracks() ?? []) track.stop();
-      const message = err instanceof Error ? err.message : String(err);
+      const message =
+        err instanceof ProtocolError
+          ? err.message
+          : err instanceof DisconnectedError
+            ? 'the connection was lost'
+            : 'something went wrong; try again';
       this.status.textContent = `Could not join the call: ${message}.`;
       this.panel.hidden = false;
       console.info('triad: call not joined', err);
@@ -676,7 +684,9 @@ export class CallView {
     const inThis = Boolean(this.active && room && this.active.room === room.id);
     // Whoever may speak in the room may start or join its call (a moderator after joining).
     this.button.hidden = !room || !room.joined || inThis;
-    this.button.disabled = this.busy || Boolean(this.active);
+    // Nothing can be started or joined while the connection is down.
+    this.button.disabled = this.busy || Boolean(this.active) || !this.connection.live;
+    this.button.title = this.connection.live ? '' : 'Not connected: reconnecting…';
     if (call) {
       const count = call.participants.length;
       this.button.textContent = `Join call (${count})`;
@@ -691,11 +701,16 @@ export class CallView {
     if (this.active) {
       const title = this.book.rooms.get(this.active.room)?.title ?? this.active.room;
       const count = this.active.state.participants.length;
-      this.status.textContent = `Call in ${title} · ${count} ${count === 1 ? 'person' : 'people'}`;
+      this.status.replaceChildren(
+        'Call in ',
+        bdi(title),
+        ` · ${count} ${count === 1 ? 'person' : 'people'}`,
+      );
       this.panel.hidden = false;
       this.panel.classList.remove('call-over');
     }
     this.micButton.hidden = this.cameraButton.hidden = this.leaveButton.hidden = !this.active;
+    this.onRender();
   }
 
   /**
@@ -709,7 +724,7 @@ export class CallView {
     video.autoplay = true;
     video.playsInline = true;
     video.muted = self;
-    const name = el('span', 'call-name', self ? 'You' : this.book.name(person));
+    const name = self ? el('span', 'call-name', 'You') : userText('span', 'call-name', this.book.name(person));
     const state = el('span', 'call-state');
     const placeholder = el('span', 'call-placeholder', this.book.name(person).slice(0, 1));
     placeholder.setAttribute('aria-hidden', 'true');

@@ -56,6 +56,31 @@ export function el(tag, className, text) {
   return element;
 }
 
+/**
+ * A piece of text someone typed (a name, a title), isolated from the text around it, so
+ * right-to-left or override characters in it cannot reorder the words next to it.
+ * @param {string} text
+ * @returns {HTMLElement}
+ */
+export function bdi(text) {
+  return el('bdi', '', text);
+}
+
+/**
+ * An element that holds only text someone typed: its direction comes from that text, and
+ * it is isolated from its surroundings.
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {string} className
+ * @param {string} text
+ * @returns {HTMLElementTagNameMap[K]}
+ */
+export function userText(tag, className, text) {
+  const element = el(tag, className, text);
+  element.dir = 'auto';
+  return element;
+}
+
 /** @param {string} name */
 function firstName(name) {
   return name.split(/\s+/)[0] || name;
@@ -101,6 +126,13 @@ export class ChatView {
       threshold: 0.5,
     });
     this.scroller.addEventListener('scroll', () => this.onScroll(), { passive: true });
+    // Whatever changes the size of the view or of what it holds (a call or a reminder
+    // opening above it, a narrower or zoomed window, a message growing), a reader at the
+    // bottom stays at the bottom.
+    this.resizes = new ResizeObserver(() => {
+      if (this.stuck && this.room) this.scrollToBottom();
+    });
+    for (const element of [this.scroller, this.list, this.outgoing]) this.resizes.observe(element);
     this.leaveButton.addEventListener('click', () => this.room && this.actions.leave(this.room));
     document.addEventListener('visibilitychange', () => this.reportSeen());
     book.listen((change) => this.onChange(change));
@@ -123,6 +155,7 @@ export class ChatView {
     this.stuck = true;
     if (!room) {
       this.title.textContent = 'No room';
+      this.title.dir = '';
       this.people.replaceChildren();
       this.notice.replaceChildren();
       this.leaveButton.hidden = true;
@@ -131,6 +164,7 @@ export class ChatView {
       return;
     }
     this.title.textContent = room.title;
+    this.title.dir = 'auto';
     this.unreadAfter = room.unread > 0 ? room.readSeq : Number.POSITIVE_INFINITY;
     this.renderPeople();
     this.renderNotice();
@@ -319,17 +353,18 @@ export class ChatView {
         item.dataset.state = 'sent';
       }
       const meta = el('p', 'meta');
-      meta.append(el('span', 'author', who), ' ', time);
+      meta.append(userText('span', 'author', who), ' ', time);
       if (mine) meta.append(' ', this.renderState('sent'));
-      item.append(meta, el('p', 'body', event.body));
+      item.append(meta, userText('p', 'body', event.body));
       if (this.pins && this.room?.joined) {
         item.append(this.pinToggle(event));
         item.classList.toggle('pinned', this.pins.isPinned(event.room, event.seq));
       }
     } else {
-      const text = event.kind === 'moderator_joined' ? `${who} joined` : `${who} left`;
+      const text = el('span');
+      text.append(bdi(who), event.kind === 'moderator_joined' ? ' joined' : ' left');
       const line = el('p', 'system-line');
-      line.append(el('span', '', text), ' ', time);
+      line.append(text, ' ', time);
       item.append(line);
     }
     return item;
@@ -438,11 +473,11 @@ export class ChatView {
     item.dataset.state = message.state;
     const meta = el('p', 'meta');
     meta.append(
-      el('span', 'author', this.book.me?.name ?? 'You'),
+      userText('span', 'author', this.book.me?.name ?? 'You'),
       ' ',
       this.renderState(message.state, message.error),
     );
-    item.append(meta, el('p', 'body', message.body));
+    item.append(meta, userText('p', 'body', message.body));
     if (message.state === 'failed') {
       const discard = el('button', 'link-button', 'Discard');
       discard.type = 'button';
@@ -470,11 +505,7 @@ export class ChatView {
         const dot = el('span', 'dot');
         dot.setAttribute('aria-hidden', 'true');
         const me = member.person === this.book.me?.id ? ' (you)' : '';
-        item.append(
-          dot,
-          `${member.name}${me}`,
-          el('span', 'visually-hidden', `, ${member.status}`),
-        );
+        item.append(dot, bdi(member.name), me, el('span', 'visually-hidden', `, ${member.status}`));
         item.title = `${member.name}: ${member.status}`;
         return item;
       });
@@ -499,7 +530,7 @@ export class ChatView {
       room.kind === 'trio' &&
       this.book.me?.role !== 'head'
     );
-    this.leaveButton.textContent = `Leave ${room.title}`;
+    this.leaveButton.replaceChildren('Leave ', bdi(room.title));
     const key = `${room.id} ${room.joined} ${this.problemText}`;
     if (this.notice.dataset.key === key) return;
     this.notice.dataset.key = key;
@@ -511,12 +542,14 @@ export class ChatView {
       content.push(problem);
     }
     if (!room.joined) {
-      const text = el(
-        'p',
-        '',
-        `You have not joined ${room.title}. Joining shows you its messages and tells its members that you are here.`,
+      const text = el('p');
+      text.append(
+        'You have not joined ',
+        bdi(room.title),
+        '. Joining shows you its messages and tells its members that you are here.',
       );
-      const join = el('button', 'primary', `Join ${room.title}`);
+      const join = el('button', 'primary');
+      join.append('Join ', bdi(room.title));
       join.type = 'button';
       join.addEventListener('click', () => this.actions.join(room));
       content.push(text, join);
@@ -546,9 +579,13 @@ export class ChatView {
       more.addEventListener('click', () => void this.loadOlder());
       content = [more];
     } else if (room.events.size > 0) {
-      content = [el('span', 'history-start', `This is the beginning of ${room.title}.`)];
+      const start = el('span', 'history-start');
+      start.append('This is the beginning of ', bdi(room.title), '.');
+      content = [start];
     } else {
-      content = [el('span', 'history-start', `No messages in ${room.title} yet. Say hello!`)];
+      const start = el('span', 'history-start');
+      start.append('No messages in ', bdi(room.title), ' yet. Say hello!');
+      content = [start];
     }
     this.top.replaceChildren(...content);
   }
@@ -556,11 +593,13 @@ export class ChatView {
   renderTyping() {
     const room = this.room;
     const names = room ? [...room.typing.keys()].map((p) => firstName(this.book.name(p))) : [];
-    let text = '';
-    if (names.length === 1) text = `${names[0]} is typing…`;
-    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
-    else if (names.length > 2) text = 'Several people are typing…';
-    if (this.typingLine.textContent !== text) this.typingLine.textContent = text;
+    /** @type {(string | HTMLElement)[]} */
+    let parts = [];
+    if (names.length === 1) parts = [bdi(names[0]), ' is typing…'];
+    else if (names.length === 2) parts = [bdi(names[0]), ' and ', bdi(names[1]), ' are typing…'];
+    else if (names.length > 2) parts = ['Several people are typing…'];
+    const text = parts.map((p) => (typeof p === 'string' ? p : p.textContent)).join('');
+    if (this.typingLine.textContent !== text) this.typingLine.replaceChildren(...parts);
   }
 
   atBottom() {

@@ -9,7 +9,7 @@
  * (`2026-12-01T16:00`) with the browser's IANA zone, and the server stores the instant.
  */
 
-import { el } from './chat.js';
+import { bdi, el, userText } from './chat.js';
 import { ApiError } from './credentials.js';
 import { formatInZone, formatStart, formatWhen, isoString, viewerTimeZone } from './time.js';
 
@@ -32,7 +32,9 @@ const TICK_MS = 20_000;
  * @property {HTMLElement} section the Sessions section
  * @property {HTMLElement} notices where reminders show
  * @property {HTMLElement} announcer a polite live region
- * @property {{openRoom: (roomId: string) => void, joinCall: (roomId: string) => void}} actions
+ * @property {{openRoom: (roomId: string) => void, joinCall: (roomId: string) => void,
+ *   inCall: (roomId: string) => boolean}} actions `inCall`: whether this page is in the
+ *   room's call now
  */
 
 /** @param {CoachingSession} session */
@@ -165,6 +167,12 @@ export class CoachingView {
     this.renderNotices();
   }
 
+  /** Shows the list and the reminders again (e.g. the page joined or left a call). */
+  refresh() {
+    this.render();
+    this.renderNotices();
+  }
+
   tick() {
     const now = Date.now();
     for (const [id, session] of this.sessions) {
@@ -194,6 +202,19 @@ export class CoachingView {
     const where = this.roomName(session.room);
     if (change === 'started') return `Coaching session “${session.title}” has started${where}.`;
     return `Coaching session “${session.title}” starts ${formatWhen(session.start)}${where}.`;
+  }
+
+  /**
+   * The reminder as shown, with the title and room isolated.
+   * @param {CoachingChange} change
+   * @param {CoachingSession} session
+   * @returns {(string | HTMLElement)[]}
+   */
+  reminderParts(change, session) {
+    const room = session.room === this.room?.id ? undefined : this.book.rooms.get(session.room);
+    const where = room ? [', in ', bdi(room.title)] : [];
+    const when = change === 'started' ? ' has started' : ` starts ${formatWhen(session.start)}`;
+    return ['Coaching session “', bdi(session.title), `”${when}`, ...where, '.'];
   }
 
   /** @param {string} text */
@@ -234,7 +255,7 @@ export class CoachingView {
     const item = el('li', `session${cancelled ? ' cancelled' : ''}`);
     item.dataset.id = session.id;
     item.dataset.status = session.status;
-    const title = el('p', 'session-title', session.title);
+    const title = userText('p', 'session-title', session.title);
     const when = el('p', 'session-when');
     const time = el('time', 'session-start', formatStart(session.start));
     time.dateTime = isoString(session.start);
@@ -246,9 +267,13 @@ export class CoachingView {
     if (cancelled) {
       item.append(el('p', 'session-state', 'Cancelled'));
     } else if (inProgress(session, now)) {
-      item.append(el('p', 'session-state live', 'In progress'), this.joinButton(session));
+      if (this.actions.inCall(session.room)) {
+        item.append(el('p', 'session-state live', 'In progress · you are in the call'));
+      } else {
+        item.append(el('p', 'session-state live', 'In progress'), this.joinButton(session));
+      }
     }
-    if (session.agenda) item.append(el('p', 'session-agenda', session.agenda));
+    if (session.agenda) item.append(userText('p', 'session-agenda', session.agenda));
     return item;
   }
 
@@ -274,10 +299,14 @@ export class CoachingView {
         this.reminders.delete(id);
         continue;
       }
+      // Already in the session's call: nothing to remind of.
+      if (change === 'started' && this.actions.inCall(session.room)) continue;
       const notice = el('div', `coaching-notice ${change}`);
       notice.dataset.id = id;
       notice.dataset.change = change;
-      notice.append(el('p', '', this.reminderText(change, session)));
+      const text = el('p');
+      text.append(...this.reminderParts(change, session));
+      notice.append(text);
       if (change === 'started') notice.append(this.joinButton(session));
       else if (session.room !== this.room?.id) {
         const open = el('button', 'link-button', 'Open the room');
@@ -337,7 +366,7 @@ export class CoachingView {
       this.announce(`Coaching session “${session.title}” booked ${formatWhen(session.start)}.`);
       this.bookToggle.focus();
     } catch (err) {
-      const message = err instanceof ApiError ? err.message : 'the booking failed';
+      const message = err instanceof ApiError ? err.message : 'something went wrong; try again';
       this.bookError.textContent = `Not booked: ${message}.`;
     } finally {
       submit.disabled = false;
@@ -358,7 +387,7 @@ export class CoachingView {
       this.calendarUrl.focus();
       this.calendarUrl.select();
     } catch (err) {
-      const message = err instanceof ApiError ? err.message : 'it could not be made';
+      const message = err instanceof ApiError ? err.message : 'something went wrong; try again';
       this.calendarError.textContent = `No calendar feed: ${message}.`;
     } finally {
       this.calendarButton.disabled = false;

@@ -5,6 +5,8 @@
  * that they stopped when the message goes or the text is cleared.
  */
 
+import { bdi } from './chat.js';
+
 /** @typedef {import('./connection.js').Connection} Connection */
 /** @typedef {import('./outbox.js').Outbox} Outbox */
 /** @typedef {import('./rooms.js').RoomBook} RoomBook */
@@ -66,7 +68,8 @@ export class Composer {
     this.room = room?.id ?? null;
     const usable = room !== null && room.joined;
     this.form.hidden = !usable;
-    this.label.textContent = room ? `Message to ${room.title}` : 'Message';
+    if (room) this.label.replaceChildren('Message to ', bdi(room.title));
+    else this.label.textContent = 'Message';
     if (changed) {
       this.input.value = (room && this.drafts.get(room.id)) ?? '';
       this.fit();

@@ -7,6 +7,8 @@
  * A token that expired (the tab slept past it, say) is renewed through `renewToken` when the
  * sign-in allows it, and the connection goes on; the server's `refresh` is sent with each new
  * token while connected.
+ *
+ * Also what each refusal code means for people ([`explain`]), for every part of the page.
  */
 
 /** @typedef {import('./protocol').Request} Request */
@@ -19,6 +21,72 @@
 
 /** @type {ProtocolVersion} */
 const PROTOCOL = 'triad.v1';
+
+/*
+ * What a refusal means, for people. The server's error messages are written for developers
+ * (they may name fields, internal states or times in UTC); the page never shows them. It
+ * shows the sentence for the error's stable code instead, and logs the server's text to the
+ * console. Each text is a clause without a final full stop, to follow "Not sent: …" or
+ * "Could not join the call: …".
+ */
+
+/** @type {Record<ErrorCode | 'network', string>} */
+const TEXTS = {
+  network: 'Triad could not be reached; check the connection',
+  bad_json: 'the page sent something the server did not understand; reload the page',
+  unknown_type: 'the page sent something the server did not understand; reload the page',
+  invalid_request: 'some of the details were not accepted; check them and try again',
+  binary_frame: 'the page sent something the server did not understand; reload the page',
+  not_authenticated: 'you are not signed in',
+  already_authenticated: 'you are already signed in',
+  token_expired: 'your sign-in has expired',
+  token_invalid: 'your sign-in link is not valid',
+  token_revoked: 'your access was withdrawn',
+  unknown_person: 'you are no longer in the programme',
+  unknown_room: 'that room no longer exists',
+  not_a_member: 'you are not a member of that room',
+  join_required: 'join the room first',
+  forbidden: 'you are not allowed to do that',
+  body_too_long: 'the message is too long',
+  empty_body: 'the message is empty',
+  bad_client_msg_id: 'the page sent something the server did not understand; reload the page',
+  rate_limited: 'too much at once; wait a moment and try again',
+  page_too_large: 'too many messages were asked for at once',
+  store_unavailable: 'Triad cannot save anything just now; try again in a moment',
+  internal: 'something went wrong on the server; try again',
+  no_call: 'the call has ended',
+  not_in_call: 'you are not in that call',
+  call_full: 'the call is full',
+  already_in_call: 'you are already in this call',
+  signal_too_large: 'the call could not be set up',
+  coaching_in_past: 'that time has already passed',
+  coaching_overlap: 'another session in this room overlaps that time',
+  unknown_time_zone: 'your time zone is not known to the server',
+  no_coaching: 'that session no longer exists',
+  coaching_cancelled: 'that session was cancelled',
+  no_message: 'that message no longer exists',
+  invitation_invalid: 'this link is not valid',
+  invitation_used: 'this link was already used',
+  invitation_expired: 'this link has expired',
+  roster_invalid: 'the roster has problems',
+  not_found: 'it no longer exists',
+  conflict: 'it was changed at the same moment elsewhere; try again',
+  request_timeout: 'the connection was too slow; try again',
+  request_too_large: 'that is too large to send',
+  too_many_coachings: 'this room already has as many upcoming sessions as it may hold',
+  not_bookable: 'coaching sessions can be booked in a trio room or the commons only',
+};
+
+/**
+ * The sentence for a refusal's code (a generic one for a code this page does not know).
+ * @param {string} code
+ * @returns {string}
+ */
+export function explain(code) {
+  return Object.hasOwn(TEXTS, code)
+    ? TEXTS[/** @type {ErrorCode | 'network'} */ (code)]
+    : 'something went wrong; try again';
+}
 
 /** The first reconnect waits up to this long (full jitter below it), then it doubles. */
 const BACKOFF_INITIAL_MS = 250;
@@ -39,17 +107,25 @@ const FINAL_CLOSE_CODES = new Map([
 ]);
 /** The close code of a withdrawn access (the person was revoked or removed). */
 export const REVOKED = 4009;
+/** The reason that comes with 4009 when the person signed out on every device. */
+const SIGNED_OUT_EVERYWHERE = 'signed out everywhere';
+/** What the page says then. */
+export const SIGNED_OUT_EVERYWHERE_TEXT = 'You signed out on every device.';
 
-/** A request the server refused, with its stable code. */
+/**
+ * A request the server refused, with its stable code. `message` is for people (from the
+ * code, [`explain`]); `detail` is what the server said, for the console.
+ */
 export class ProtocolError extends Error {
   /**
    * @param {ErrorCode} code
-   * @param {string} message
+   * @param {string} [detail]
    */
-  constructor(code, message) {
-    super(message);
+  constructor(code, detail = '') {
+    super(explain(code));
     this.name = 'ProtocolError';
     this.code = code;
+    this.detail = detail;
   }
 
   /** Whether the same request may succeed later, unchanged. */
@@ -270,7 +346,10 @@ export class Connection {
     if (waiting && typeof frame.re === 'number') {
       this.pending.delete(frame.re);
       window.clearTimeout(waiting.timer);
-      if (frame.type === 'error') waiting.reject(new ProtocolError(frame.code, frame.message));
+      if (frame.type === 'error') {
+        console.info(`triad: request refused: ${frame.code}: ${frame.message}`);
+        waiting.reject(new ProtocolError(frame.code, frame.message));
+      }
       else waiting.resolve(frame);
       return;
     }
@@ -314,7 +393,11 @@ export class Connection {
     this.pending.clear();
     const refusedAs = this.refusalCode;
     if (code === REVOKED || (code === 4001 && refusedAs === 'token_revoked')) {
-      this.setStatus('ended', FINAL_CLOSE_CODES.get(REVOKED), REVOKED);
+      const why =
+        code === REVOKED && reason === SIGNED_OUT_EVERYWHERE
+          ? SIGNED_OUT_EVERYWHERE_TEXT
+          : FINAL_CLOSE_CODES.get(REVOKED);
+      this.setStatus('ended', why, REVOKED);
       return;
     }
     const final = code === undefined ? undefined : FINAL_CLOSE_CODES.get(code);
@@ -324,7 +407,8 @@ export class Connection {
       return;
     }
     if (final) {
-      this.setStatus('ended', this.refusal ? `${final} (${this.refusal})` : final, code);
+      if (this.refusal) console.info(`triad: sign-in refused: ${this.refusal}`);
+      this.setStatus('ended', final, code);
       return;
     }
     console.info(`triad: connection lost (${code ?? reason}); reconnecting`);

@@ -1,54 +1,81 @@
 // @ts-check
 /**
- * Signing in and staying signed in: the tokens of this tab, kept in `sessionStorage`.
+ * Signing in and staying signed in.
  *
  * Two kinds of link sign a person in, both carrying their secret in the URL fragment (which
  * never reaches the server's logs), removed from the address bar once read:
  *
  * - `#invite=CODE`, a single-use invitation: the page redeems it (`POST /api/auth/redeem`)
- *   for a short-lived access token and a refresh token, and renews the access token before
- *   it expires (`POST /api/auth/refresh`; each refresh token works once).
- * - `#token=JWT`, a token minted by the operator (the demo prints these): used as it is
- *   until it expires, then the person asks for a new link.
+ *   for a short-lived access token, and the server keeps the refresh token in an `HttpOnly`
+ *   cookie that script on the page cannot read. The access token lives only in this page's
+ *   memory; it is renewed from the cookie (`POST /api/auth/refresh`, which rotates the
+ *   cookie) before it expires, and on every page load: so a new tab, or the browser opened
+ *   again days later, is still signed in for the refresh token's lifetime. Renewals of every
+ *   tab of the browser take turns (a Web Lock), since each refresh token works once.
+ * - `#token=JWT`, a token minted by the operator (the demo prints these): kept for this tab
+ *   in `sessionStorage` and used as it is until it expires, then the person asks for a new
+ *   link.
+ *
+ * Every `/api/auth` call carries `X-Triad-CSRF: 1` (the server refuses cookie requests
+ * without it) and the page's origin.
  *
  * Also the REST helper: JSON in and out, the access token as bearer, and one renewal and
  * retry when the server says the access token has expired.
  */
 
+import { explain } from './connection.js';
+
 /** @typedef {import('./protocol').ErrorCode} ErrorCode */
 
+/** A token from a `#token=` link, for this tab. */
 const ACCESS_KEY = 'triad.token';
 const EXPIRES_KEY = 'triad.token-expires';
-const REFRESH_KEY = 'triad.refresh';
+/** The name of the lock that lets one tab at a time use the refresh cookie. */
+const RENEW_LOCK = 'triad.refresh';
 
 /** Renew at most this long before the access token expires... */
 const RENEW_AHEAD_MAX_MS = 5 * 60_000;
 /** ...and at least this long, for very short tokens. */
 const RENEW_AHEAD_MIN_MS = 2_000;
+/**
+ * Whether a failed sign-in call says nothing about the credential itself: the server could
+ * not be reached, was busy (429, 5xx) or timed out (408). The refresh cookie is kept and the
+ * call tried again later; only a refusal of the credential ends the sign-in.
+ * @param {ApiError} err
+ * @returns {boolean}
+ */
+function transient(err) {
+  return err.code === 'network' || err.status === 408 || err.status === 429 || err.status >= 500;
+}
+
 /** After a failed renewal for want of a network, try again this soon. */
 const RENEW_RETRY_MS = 10_000;
 
-/** The answer to redeem and refresh. */
 /**
+ * The answer to redeem and refresh (the refresh token stays in the cookie).
  * @typedef {object} Tokens
  * @property {string} person
  * @property {string} access_token
  * @property {number} access_expires_at
- * @property {string} refresh_token
  * @property {number} refresh_expires_at
  */
 
-/** A refusal from the REST API, with its stable code. */
+/**
+ * A refusal from the REST API, with its stable code. `message` is for people (from the
+ * code); `detail` is what the server said, for the console.
+ */
 export class ApiError extends Error {
   /**
    * @param {ErrorCode | 'network'} code `network` when the server could not be reached
-   * @param {string} message
+   * @param {string} [detail] the server's own message
    * @param {number} [status]
+   * @param {string} [message] for people, when not the code's usual sentence
    */
-  constructor(code, message, status = 0) {
+  constructor(code, detail = '', status = 0, message = explain(code)) {
     super(message);
     this.name = 'ApiError';
     this.code = code;
+    this.detail = detail;
     this.status = status;
   }
 }
@@ -64,14 +91,16 @@ const INVITATION_PROBLEMS = {
  * Calls the REST API.
  * @param {string} method
  * @param {string} path under the site, e.g. `/api/coachings`
- * @param {{token?: string, body?: unknown}} [options]
+ * @param {{token?: string, body?: unknown, cookie?: boolean}} [options] `cookie` for the
+ *   sign-in endpoints: sends and takes the refresh cookie, with the CSRF header
  * @returns {Promise<any>} the JSON answer (null for an empty one)
  */
-async function call(method, path, { token, body } = {}) {
+async function call(method, path, { token, body, cookie = false } = {}) {
   /** @type {Record<string, string>} */
   const headers = { Accept: 'application/json' };
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (cookie) headers['X-Triad-CSRF'] = '1';
   /** @type {Response} */
   let response;
   try {
@@ -80,10 +109,13 @@ async function call(method, path, { token, body } = {}) {
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
-      credentials: 'omit',
+      credentials: cookie ? 'same-origin' : 'omit',
+      // The page says no-referrer, which would send `Origin: null`; the server checks the
+      // origin of cookie requests.
+      referrerPolicy: cookie ? 'same-origin' : undefined,
     });
   } catch {
-    throw new ApiError('network', 'Triad could not be reached; check the connection');
+    throw new ApiError('network');
   }
   const text = await response.text();
   /** @type {any} */
@@ -97,17 +129,17 @@ async function call(method, path, { token, body } = {}) {
   }
   if (!response.ok) {
     const code = typeof answer?.code === 'string' ? answer.code : 'internal';
-    const message =
-      typeof answer?.message === 'string'
-        ? answer.message
-        : `the server answered ${response.status}`;
-    throw new ApiError(code, message, response.status);
+    const detail =
+      typeof answer?.message === 'string' ? answer.message : `the server answered ${response.status}`;
+    console.info(`triad: ${method} ${path}: ${code}: ${detail}`);
+    throw new ApiError(code, detail, response.status);
   }
   return answer;
 }
 
 /**
- * The sign-in secret in the address bar, if any, and removes it from there.
+ * The sign-in secret in the address bar, if any, and removes it from there (keeping the
+ * rest of the fragment, e.g. `#room=…`).
  * @returns {{invite: string} | {token: string} | null}
  */
 function takeFromLink() {
@@ -115,8 +147,27 @@ function takeFromLink() {
   const invite = fragment.get('invite');
   const token = fragment.get('token');
   if (!invite && !token) return null;
-  history.replaceState(null, '', window.location.pathname + window.location.search);
+  fragment.delete('invite');
+  fragment.delete('token');
+  const rest = fragment.toString();
+  history.replaceState(
+    null,
+    '',
+    window.location.pathname + window.location.search + (rest ? `#${rest}` : ''),
+  );
   return invite ? { invite } : { token: /** @type {string} */ (token) };
+}
+
+/**
+ * Runs `work` while no other tab of this browser renews (where Web Locks exist).
+ * @template T
+ * @param {() => Promise<T>} work
+ * @returns {Promise<T>}
+ */
+function oneTabAtATime(work) {
+  const locks = navigator.locks;
+  if (!locks) return work();
+  return /** @type {Promise<T>} */ (locks.request(RENEW_LOCK, work));
 }
 
 export class Credentials {
@@ -125,8 +176,8 @@ export class Credentials {
     this.access = sessionStorage.getItem(ACCESS_KEY);
     /** When it expires (ms), if known. */
     this.expiresAt = Number(sessionStorage.getItem(EXPIRES_KEY)) || 0;
-    /** The refresh token, for invitation sign-ins. @type {string | null} */
-    this.refreshToken = sessionStorage.getItem(REFRESH_KEY);
+    /** Whether the sign-in is kept in the refresh cookie (an invitation sign-in). */
+    this.cookie = false;
     /** A renewal on its way: every caller waits for the same one. @type {Promise<string> | null} */
     this.renewing = null;
     /** @type {number | undefined} */
@@ -140,15 +191,16 @@ export class Credentials {
     this.onEnded = () => {};
   }
 
-  /** Whether the tokens can be renewed (an invitation sign-in). */
+  /** Whether the tokens can be renewed (an invitation sign-in, kept in the cookie). */
   get renewable() {
-    return this.refreshToken !== null;
+    return this.cookie;
   }
 
   /**
-   * Takes the link in the address bar: keeps a token as it is, redeems an invitation.
-   * Resolves with whether the tab is signed in; throws an `ApiError` whose message is for
-   * people when an invitation cannot be used.
+   * Signs in: with the link in the address bar (keeps a token as it is, redeems an
+   * invitation), else as this tab was (a token link), else from the browser's refresh
+   * cookie. Resolves with whether the page is signed in; throws an `ApiError` whose message
+   * is for people when an invitation cannot be used or the server cannot be reached.
    * @returns {Promise<boolean>}
    */
   async signIn() {
@@ -157,54 +209,87 @@ export class Credentials {
       this.forget();
       this.access = link.token;
       sessionStorage.setItem(ACCESS_KEY, link.token);
-    } else if (link) {
+      return true;
+    }
+    if (link) {
       /** @type {Tokens} */
       let tokens;
       try {
-        tokens = await call('POST', '/api/auth/redeem', { body: { code: link.invite } });
+        tokens = await call('POST', '/api/auth/redeem', {
+          body: { code: link.invite },
+          cookie: true,
+        });
       } catch (err) {
         if (err instanceof ApiError && err.code in INVITATION_PROBLEMS) {
-          this.forget();
           const problem = /** @type {keyof typeof INVITATION_PROBLEMS} */ (err.code);
-          throw new ApiError(err.code, INVITATION_PROBLEMS[problem], err.status);
+          // Signed in on this browser already (the link was used here before): go on.
+          if (problem === 'invitation_used' && (await this.fromCookie())) return true;
+          this.forget();
+          throw new ApiError(err.code, err.detail, err.status, INVITATION_PROBLEMS[problem]);
         }
         if (err instanceof ApiError && err.code === 'network') {
           // The link is still good: put it back, so reloading the page tries again.
           history.replaceState(null, '', `#invite=${encodeURIComponent(link.invite)}`);
           throw new ApiError(
             'network',
+            '',
+            0,
             'Triad could not be reached to sign you in. Check the connection, then reload the page.',
           );
         }
         throw err;
       }
       this.forget();
+      this.cookie = true;
       this.keep(tokens);
+      return true;
     }
-    return this.access !== null;
+    if (this.access) return true;
+    return this.fromCookie();
+  }
+
+  /**
+   * Signs in from the browser's refresh cookie, if it has a good one.
+   * @returns {Promise<boolean>}
+   */
+  async fromCookie() {
+    try {
+      const tokens = await oneTabAtATime(() =>
+        call('POST', '/api/auth/refresh', { body: {}, cookie: true }),
+      );
+      this.forget();
+      this.cookie = true;
+      this.keep(tokens);
+      return true;
+    } catch (err) {
+      if (err instanceof ApiError && transient(err)) {
+        throw new ApiError(
+          err.code,
+          err.detail,
+          err.status,
+          'Triad could not be reached to sign you in. Check the connection, then reload the page.',
+        );
+      }
+      return false;
+    }
   }
 
   /** @param {Tokens} tokens */
   keep(tokens) {
     this.access = tokens.access_token;
     this.expiresAt = tokens.access_expires_at;
-    this.refreshToken = tokens.refresh_token;
-    sessionStorage.setItem(ACCESS_KEY, tokens.access_token);
-    sessionStorage.setItem(EXPIRES_KEY, String(tokens.access_expires_at));
-    sessionStorage.setItem(REFRESH_KEY, tokens.refresh_token);
     this.schedule();
     for (const listener of this.listeners) listener(tokens.access_token);
   }
 
-  /** Forgets every token of this tab. */
+  /** Forgets every token of this page (not the cookie: see `signOut`). */
   forget() {
     window.clearTimeout(this.renewTimer);
     this.access = null;
     this.expiresAt = 0;
-    this.refreshToken = null;
+    this.cookie = false;
     sessionStorage.removeItem(ACCESS_KEY);
     sessionStorage.removeItem(EXPIRES_KEY);
-    sessionStorage.removeItem(REFRESH_KEY);
   }
 
   /** @param {(token: string) => void} listener told each new access token */
@@ -213,16 +298,15 @@ export class Credentials {
   }
 
   /**
-   * The server said until when the session's token holds (`welcome.token_expires_at`, which
-   * may include the server's clock leeway): renew by the earlier of that and what sign-in
-   * said.
+   * The server said until when the session's token holds (`welcome.token_expires_at`):
+   * renew by the earlier of that and what sign-in said.
    * @param {number} expiresAt
    */
   expiresAtIs(expiresAt) {
     if (!expiresAt) return;
     this.expiresAt =
       this.renewable && this.expiresAt > 0 ? Math.min(this.expiresAt, expiresAt) : expiresAt;
-    sessionStorage.setItem(EXPIRES_KEY, String(expiresAt));
+    if (!this.renewable) sessionStorage.setItem(EXPIRES_KEY, String(expiresAt));
     this.schedule();
   }
 
@@ -239,7 +323,7 @@ export class Credentials {
     const ahead = Math.max(RENEW_AHEAD_MIN_MS, Math.min(RENEW_AHEAD_MAX_MS, left / 3));
     this.renewTimer = window.setTimeout(() => {
       this.renew().catch((err) => {
-        if (err instanceof ApiError && err.code === 'network') {
+        if (err instanceof ApiError && transient(err)) {
           this.renewTimer = window.setTimeout(() => this.schedule(), RENEW_RETRY_MS);
         }
       });
@@ -247,29 +331,28 @@ export class Credentials {
   }
 
   /**
-   * A new access token from the refresh token; every concurrent caller gets the same one.
-   * When the refresh token is refused, the sign-in is over (`onEnded`).
+   * A new access token from the refresh cookie; every concurrent caller gets the same one.
+   * When the cookie is refused, the sign-in is over (`onEnded`).
    * @returns {Promise<string>}
    */
   renew() {
     if (this.renewing) return this.renewing;
-    const refreshToken = this.refreshToken;
-    if (!refreshToken) return Promise.reject(new ApiError('token_expired', 'no refresh token'));
+    if (!this.cookie) return Promise.reject(new ApiError('token_expired'));
     this.renewing = (async () => {
       try {
         /** @type {Tokens} */
-        const tokens = await call('POST', '/api/auth/refresh', {
-          body: { refresh_token: refreshToken },
-        });
+        const tokens = await oneTabAtATime(() =>
+          call('POST', '/api/auth/refresh', { body: {}, cookie: true }),
+        );
         this.keep(tokens);
         return tokens.access_token;
       } catch (err) {
-        if (err instanceof ApiError && err.code !== 'network' && err.status !== 503) {
+        if (err instanceof ApiError && !transient(err)) {
           this.forget();
           this.onEnded(
-            err.code === 'token_revoked' && /revoked|withdrawn/i.test(err.message)
+            err.code === 'token_revoked' && /revoked|withdrawn/i.test(err.detail)
               ? 'Your access was withdrawn.'
-              : 'Your sign-in has ended. Ask the coordinator for a new link.',
+              : 'You are signed out.',
           );
         }
         throw err;
@@ -280,13 +363,22 @@ export class Credentials {
     return this.renewing;
   }
 
-  /** Signs out: the refresh token stops working, and the tab forgets its tokens. */
+  /** Signs out of this browser: the refresh cookie stops working and is cleared. */
   async signOut() {
-    const refreshToken = this.refreshToken;
+    const cookie = this.cookie;
     this.forget();
-    if (refreshToken) {
-      await call('POST', '/api/auth/sign-out', { body: { refresh_token: refreshToken } });
-    }
+    if (cookie) await call('POST', '/api/auth/sign-out', { body: {}, cookie: true });
+  }
+
+  /**
+   * Signs out on every device: every token of the person stops working, their pages
+   * everywhere are closed, and this browser's cookie is cleared.
+   */
+  async signOutEverywhere() {
+    if (this.renewable && this.stale) await this.renew();
+    const token = this.access ?? undefined;
+    await call('POST', '/api/auth/sign-out-everywhere', { token, cookie: true });
+    this.forget();
   }
 
   /**

@@ -5,7 +5,7 @@
  * pushes; a pinned message older than the loaded history is read on its own.
  */
 
-import { el } from './chat.js';
+import { bdi, el, userText } from './chat.js';
 import { ProtocolError } from './connection.js';
 import { formatFull, formatStart, isoString } from './time.js';
 
@@ -178,16 +178,18 @@ export class PinBoard {
     const event = this.message(room, pin.seq);
     const body = event?.kind === 'message' ? event.body : '';
     const excerpt = body.length > EXCERPT_CHARS ? `${body.slice(0, EXCERPT_CHARS)}…` : body;
-    const text = el('blockquote', 'pin-body', event ? excerpt : 'Loading the message…');
+    const text = event
+      ? userText('blockquote', 'pin-body', excerpt)
+      : el('blockquote', 'pin-body', 'Loading the message…');
     item.append(text);
     const meta = el('p', 'pin-meta');
     if (event) {
       const time = el('time', '', formatStart(event.ts));
       time.dateTime = isoString(event.ts);
       time.title = formatFull(event.ts);
-      meta.append(`${this.book.name(event.author)}, `, time, '. ');
+      meta.append(bdi(this.book.name(event.author)), ', ', time, '. ');
     }
-    meta.append(`Pinned by ${this.book.name(pin.pinned_by)}.`);
+    meta.append('Pinned by ', bdi(this.book.name(pin.pinned_by)), '.');
     const unpin = el('button', 'link-button pin-remove', 'Unpin');
     unpin.type = 'button';
     const short = excerpt.length > 60 ? `${excerpt.slice(0, 60)}…` : excerpt;

@@ -5,7 +5,7 @@
  * trio room not joined yet. Entries are updated in place, so focus stays where it is.
  */
 
-import { el } from './chat.js';
+import { el, userText } from './chat.js';
 import { formatActivity, formatFull, isoString } from './time.js';
 
 /** @typedef {import('./rooms.js').Room} Room */
@@ -112,7 +112,7 @@ export class RoomList {
     const button = el('button', 'room-button');
     button.type = 'button';
     button.addEventListener('click', () => this.actions.open(room));
-    const name = el('span', 'room-name', room.title);
+    const name = userText('span', 'room-name', room.title);
     const activity = el('span', 'room-activity');
     const unread = el('span', 'room-unread');
     const people = el('span', 'room-people');

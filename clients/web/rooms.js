@@ -356,6 +356,25 @@ export class RoomBook {
   }
 
   /**
+   * The connection is down: no one else's presence is known until the next welcome, so no
+   * one shows as online, and no one as typing.
+   */
+  disconnected() {
+    for (const room of this.rooms.values()) {
+      let changed = false;
+      for (const member of room.members.values()) {
+        if (member.person !== this.me?.id && member.status !== 'offline') {
+          member.status = 'offline';
+          changed = true;
+        }
+      }
+      for (const person of [...room.typing.keys()]) this.stopTyping(room, person, true);
+      if (changed) this.emit({ type: 'members', room });
+    }
+    this.emit({ type: 'rooms' });
+  }
+
+  /**
    * Someone's presence changed in a room (or a moderator entered or left it).
    * @param {string} roomId
    * @param {string} person

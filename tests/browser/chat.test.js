@@ -337,7 +337,7 @@ describe('the web client', { timeout: 120_000 }, () => {
     assert.equal(await page.evaluate(() => window.sessionStorage.length), 0);
     await page.goto(`${server.url}/`);
     await page
-      .locator('#signed-out', { hasText: 'Open the sign-in link you were given.' })
+      .locator('#signed-out', { hasText: 'Open the sign-in link the coordinator sent you.' })
       .waitFor();
     await context.close();
   });

@@ -175,20 +175,94 @@ export class Server {
   }
 }
 
+/** The flags calls need. */
+const CHROMIUM_ARGS = [
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+];
+
 /** Headless Chromium, with the flags calls will need. */
 export async function launchBrowser() {
   if (!existsSync(CHROMIUM)) {
     throw new Error('chromium not found: install it (Debian: apt-get install chromium)');
   }
-  return chromium.launch({
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+}
+
+/**
+ * A person's own browser that keeps its profile (cookies, storage) in `userDataDir`, as a
+ * browser on their laptop does between restarts: close it and launch it again on the same
+ * folder.
+ * @param {string} userDataDir
+ * @param {{timezoneId?: string}} [options]
+ */
+export async function launchPersistent(userDataDir, { timezoneId } = {}) {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error('chromium not found: install it (Debian: apt-get install chromium)');
+  }
+  return chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-    ],
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1366, height: 768 },
+    timezoneId,
   });
+}
+
+/**
+ * Stores messages in a room through a raw websocket from a page on the server's origin, as
+ * any client would.
+ * @param {import('playwright-core').Browser} browser
+ * @param {Server} server
+ * @param {string} person
+ * @param {string} room
+ * @param {string[]} bodies
+ */
+export async function seedMessages(browser, server, person, room, bodies) {
+  const token = await server.token(person);
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${server.url}/healthz`);
+    await page.evaluate(
+      async ({ token, room, bodies }) => {
+        const ws = new WebSocket(`ws://${location.host}/ws`, 'triad.v1');
+        await new Promise((resolve, reject) => {
+          ws.onopen = resolve;
+          ws.onerror = reject;
+        });
+        /** @type {Map<number, (frame: any) => void>} */
+        const waiting = new Map();
+        ws.onmessage = (message) => {
+          const frame = JSON.parse(message.data);
+          waiting.get(frame.re)?.(frame);
+          waiting.delete(frame.re);
+        };
+        /** @type {(id: number, request: object) => Promise<any>} */
+        const request = (id, body) =>
+          new Promise((resolve) => {
+            waiting.set(id, resolve);
+            ws.send(JSON.stringify({ id, ...body }));
+          });
+        const welcome = await request(0, { type: 'hello', token });
+        if (welcome.type !== 'welcome') throw new Error(JSON.stringify(welcome));
+        for (const [i, body] of bodies.entries()) {
+          const ack = await request(i + 1, {
+            type: 'send',
+            room,
+            client_msg_id: crypto.randomUUID(),
+            body,
+          });
+          if (ack.type !== 'ack') throw new Error(JSON.stringify(ack));
+        }
+        ws.close();
+      },
+      { token, room, bodies },
+    );
+  } finally {
+    await context.close();
+  }
 }
 
 /**

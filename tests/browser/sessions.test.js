@@ -118,7 +118,7 @@ describe('sign-in by invitation, coaching sessions and key learning', { timeout:
     const anna = await open('anna.jensen', { link });
     await anna.page.locator('#room-title', { hasText: 'Trio 1' }).waitFor();
     assert.equal(new URL(anna.page.url()).hash, '', 'the code is gone from the address bar');
-    await anna.page.getByRole('button', { name: 'Sign out' }).waitFor();
+    await anna.page.getByRole('button', { name: 'Sign out', exact: true }).waitFor();
     const first = await anna.page.evaluate(() => /** @type {any} */ (window).triad.accessToken);
     const signedInAt = Date.now();
 
@@ -153,7 +153,7 @@ describe('sign-in by invitation, coaching sessions and key learning', { timeout:
     assert.deepEqual(state, { status: 'live', welcomes: 1 }, 'the first connection goes on');
     await say(anna, 'Still here after the first token expired.');
 
-    // A reload keeps the sign-in for the tab.
+    // A reload keeps the sign-in (from the refresh cookie).
     await anna.page.reload();
     await anna.page.locator('#signed-in-as', { hasText: NAMES['anna.jensen'] }).waitFor();
     await anna.context.close();
@@ -249,7 +249,10 @@ describe('sign-in by invitation, coaching sessions and key learning', { timeout:
     await form.getByLabel('Starts').fill('2020-01-06T10:00');
     await form.getByLabel('Duration').selectOption('45');
     await form.getByRole('button', { name: 'Book' }).click();
-    await form.getByRole('alert').filter({ hasText: /Not booked: .*not after now/ }).waitFor();
+    await form
+      .getByRole('alert')
+      .filter({ hasText: 'Not booked: that time has already passed.' })
+      .waitFor();
     await form.getByLabel('Starts').fill(`${dayAhead(4)}T10:00`);
     await form.getByRole('button', { name: 'Book' }).click();
     await form.waitFor({ state: 'hidden' });

@@ -6,7 +6,9 @@
 //! SHA-256 ([`Collection::Invitations`], [`Collection::Grants`]). Redeeming and refreshing
 //! are compare-and-set updates, so a code or refresh token works once even when two nodes
 //! receive it at the same moment. A refresh token is rotated on each use; presenting a
-//! replaced one again revokes the person's tokens (it was copied). Revoking a person
+//! replaced one again revokes the person's tokens (it was copied), unless it comes back
+//! within [`RETRY_GRACE_MS`] while the token it was exchanged for is still unused (the
+//! answer was lost; the unused one is voided). Revoking a person
 //! ([`Collection::Revocations`]) voids every token issued until then, access and refresh
 //! alike, and closes their connections on every node.
 
@@ -23,6 +25,11 @@ use super::jwt::{AuthError, TokenMinter, Verified};
 use crate::hub::Hub;
 use crate::store::docs::{Docs, UpdateError};
 use crate::store::{Collection, SharedStore, StoreError, now_ms};
+
+/// The close reason (with close code 4009) when the coordinator withdrew a person's access.
+pub const REASON_WITHDRAWN: &str = "access withdrawn";
+/// The close reason (with close code 4009) when the person signed out on every device.
+pub const REASON_SIGNED_OUT: &str = "signed out everywhere";
 
 /// How long tokens and invitations last.
 #[derive(Debug, Clone, Copy)]
@@ -111,7 +118,26 @@ struct Grant {
     expires_at: Timestamp,
     /// When it was exchanged for a new one.
     replaced_at: Option<Timestamp>,
+    /// The key of the grant it was exchanged for.
+    #[serde(default)]
+    successor: Option<String>,
 }
+
+/// What a presented refresh token turned out to be.
+enum Presented {
+    /// Good, and now exchanged: the person and when the grant was issued.
+    Fresh(PersonId, Timestamp),
+    /// Exchanged moments ago for a successor (its key): a retry whose answer was lost.
+    Retry(PersonId, Timestamp, String),
+    /// Exchanged before: someone holds a copy.
+    Reused(PersonId),
+}
+
+/// A replaced refresh token presented again this soon after its exchange is taken for a
+/// retry whose answer never arrived (the page closed, the network dropped mid-answer), not
+/// for a copy, as long as the token it was exchanged for was never used: that one is voided
+/// and new tokens are issued. Later, or once the successor was used, it revokes the person.
+pub const RETRY_GRACE_MS: i64 = 60_000;
 
 /// A person's revocation: tokens issued at or before it are void.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,6 +292,8 @@ impl Grants {
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, GrantError> {
         let now = now_ms();
         let key = digest(refresh_token.trim());
+        let next = secret();
+        let next_key = digest(&next);
         let outcome = self
             .grants()
             .update(&key, |grant| {
@@ -274,20 +302,46 @@ impl Grants {
                 if grant.expires_at <= now {
                     return Err(GrantError::Revoked("this refresh token has expired".into()));
                 }
-                if grant.replaced_at.is_some() {
-                    // Used before: someone holds a copy. Nothing changes here; the caller
-                    // revokes the person.
-                    return Ok((Some(grant.clone()), Err(grant.person)));
+                if let Some(replaced_at) = grant.replaced_at {
+                    // Used before. Nothing changes here; the caller decides.
+                    let presented = match &grant.successor {
+                        Some(successor) if now - replaced_at <= RETRY_GRACE_MS => Presented::Retry(
+                            grant.person.clone(),
+                            grant.issued_at,
+                            successor.clone(),
+                        ),
+                        _ => Presented::Reused(grant.person.clone()),
+                    };
+                    return Ok((Some(grant), presented));
                 }
                 grant.replaced_at = Some(now);
-                let person = grant.person.clone();
-                let issued_at = grant.issued_at;
-                Ok((Some(grant), Ok((person, issued_at))))
+                grant.successor = Some(next_key.clone());
+                let presented = Presented::Fresh(grant.person.clone(), grant.issued_at);
+                Ok((Some(grant), presented))
             })
             .await?;
         let (person, issued_at) = match outcome {
-            Ok(found) => found,
-            Err(person) => {
+            Presented::Fresh(person, issued_at) => (person, issued_at),
+            Presented::Retry(person, issued_at, successor)
+                if self.void_unused(&successor).await? =>
+            {
+                // The successor was never used: this is the same client again. The old
+                // grant now points to the new one, for one more retry.
+                self.grants()
+                    .update(&key, |grant| {
+                        Ok::<_, GrantError>((
+                            grant.map(|mut grant| {
+                                grant.successor = Some(next_key.clone());
+                                grant
+                            }),
+                            (),
+                        ))
+                    })
+                    .await?;
+                tracing::info!(%person, "a refresh was retried; its lost answer is voided");
+                (person, issued_at)
+            }
+            Presented::Retry(person, ..) | Presented::Reused(person) => {
                 tracing::warn!(%person, "a replaced refresh token was presented again; revoking");
                 self.revoke(&person).await?;
                 return Err(GrantError::Revoked(
@@ -307,7 +361,18 @@ impl Grants {
         if self.store.person(&person).await?.is_none() {
             return Err(GrantError::UnknownPerson(person));
         }
-        self.issue(&person, now).await
+        self.issue_as(&person, now, next).await
+    }
+
+    /// Deletes the grant under `key` if it was never exchanged; says whether it did.
+    async fn void_unused(&self, key: &str) -> Result<bool, GrantError> {
+        Ok(self
+            .grants()
+            .update(key, |grant| match grant {
+                Some(grant) if grant.replaced_at.is_none() => Ok::<_, GrantError>((None, true)),
+                other => Ok((other, false)),
+            })
+            .await?)
     }
 
     /// Signs out one refresh token.
@@ -317,6 +382,16 @@ impl Grants {
     }
 
     async fn issue(&self, person: &PersonId, now: Timestamp) -> Result<Tokens, GrantError> {
+        self.issue_as(person, now, secret()).await
+    }
+
+    /// Issues tokens with `refresh_token` as the new refresh token.
+    async fn issue_as(
+        &self,
+        person: &PersonId,
+        now: Timestamp,
+        refresh_token: String,
+    ) -> Result<Tokens, GrantError> {
         let minter = self
             .minter
             .as_ref()
@@ -329,12 +404,12 @@ impl Grants {
             .await?
             .map_or(0, |at| revoked_second(at) + 1);
         let access_token = minter.mint_issued_after(person, self.settings.access_ttl, min_iat)?;
-        let refresh_token = secret();
         let grant = Grant {
             person: person.clone(),
             issued_at: now,
             expires_at: now + ms(self.settings.refresh_ttl),
             replaced_at: None,
+            successor: None,
         };
         self.grants().put(&digest(&refresh_token), &grant).await?;
         Ok(Tokens {
@@ -376,8 +451,17 @@ impl Grants {
     /// closes their connections on every node.
     pub async fn revoke(&self, person: &PersonId) -> Result<(), GrantError> {
         revoke_offline(self.store.as_ref(), person).await?;
-        self.hub.revoke(person, "access withdrawn");
+        self.hub.revoke(person, REASON_WITHDRAWN);
         tracing::info!(%person, "access revoked");
+        Ok(())
+    }
+
+    /// The person signs out on every device: as [`Grants::revoke`], with the close reason
+    /// saying so, so their other pages can tell them what happened.
+    pub async fn sign_out_everywhere(&self, person: &PersonId) -> Result<(), GrantError> {
+        revoke_offline(self.store.as_ref(), person).await?;
+        self.hub.revoke(person, REASON_SIGNED_OUT);
+        tracing::info!(%person, "signed out on every device");
         Ok(())
     }
 }

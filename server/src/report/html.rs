@@ -1,6 +1,8 @@
 //! The cycle report as one self-contained HTML document (inline style, no scripts, nothing
 //! fetched), to open in a browser, print or attach. Every piece of text is escaped (`&`, `<`,
-//! `>`, `"`, `'`), so names, titles and messages show as written and never become markup.
+//! `>`, `"`, `'`), so names, titles and messages show as written and never become markup;
+//! and isolated (`<bdi>`, or `dir="auto"` on an element that holds only such text), so a
+//! right-to-left override in a name or a message cannot reorder the text around it.
 
 use std::fmt::Write as _;
 
@@ -13,7 +15,8 @@ th,td{border:1px solid #c9ced4;padding:0.35rem 0.6rem;text-align:left;vertical-a
 th{background:#eef1f4}td.n{text-align:right}\
 .muted{color:#5c6670}\
 blockquote{margin:0.25rem 0 1.25rem;padding:0.5rem 1rem;border-left:4px solid #7a9cc6;\
-background:#f5f8fb;white-space:pre-wrap}";
+background:#f5f8fb;white-space:pre-wrap}\
+bdi,[dir=auto]{unicode-bidi:isolate}";
 
 impl CycleReport {
     /// The report as a complete HTML document.
@@ -38,11 +41,11 @@ impl CycleReport {
         writeln!(out, "<style>{STYLE}</style>")?;
         writeln!(out, "</head>")?;
         writeln!(out, "<body>")?;
-        writeln!(out, "<h1>{}</h1>", escape(&self.title))?;
+        writeln!(out, "<h1 dir=\"auto\">{}</h1>", escape(&self.title))?;
         writeln!(
             out,
             "<p>{}, {} to {} (<code>{}</code>). <span class=\"muted\">Report made {}.</span></p>",
-            escape(&self.cycle.name),
+            user(&self.cycle.name),
             self.cycle.starts,
             self.cycle.ends,
             escape(self.room.as_str()),
@@ -57,7 +60,7 @@ impl CycleReport {
         for head in &self.heads {
             writeln!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td dir=\"auto\">{}</td><td dir=\"auto\">{}</td><td dir=\"auto\">{}</td></tr>",
                 escape(&head.name),
                 escape(&head.school),
                 escape(&head.region)
@@ -77,12 +80,12 @@ impl CycleReport {
             )?;
             for session in &self.sessions {
                 let (attended, absent) = match &session.attendance {
-                    Some(a) => (a.attended_text(escape), names(&a.absent)),
+                    Some(a) => (a.attended_text(user), names(&a.absent)),
                     None => (String::new(), String::new()),
                 };
                 writeln!(
                     out,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{} min</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td dir=\"auto\">{}</td><td>{}</td><td>{}</td><td class=\"n\">{} min</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     escape(&session.title),
                     utc(session.start),
                     escape(&local(session.start, &session.time_zone)),
@@ -103,7 +106,7 @@ impl CycleReport {
         for activity in &self.activity {
             writeln!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+                "<tr><td dir=\"auto\">{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
                 escape(&activity.member.name),
                 role_name(activity.member.role),
                 activity.messages
@@ -125,11 +128,15 @@ impl CycleReport {
             writeln!(
                 out,
                 "<p><strong>{}</strong>, {} <span class=\"muted\">(pinned by {})</span></p>",
-                escape(&pin.author.name),
+                user(&pin.author.name),
                 date(pin.written_at),
-                escape(&pin.pinned_by.name)
+                user(&pin.pinned_by.name)
             )?;
-            writeln!(out, "<blockquote>{}</blockquote>", escape(&pin.body))?;
+            writeln!(
+                out,
+                "<blockquote dir=\"auto\">{}</blockquote>",
+                escape(&pin.body)
+            )?;
         }
         writeln!(out, "</body>")?;
         writeln!(out, "</html>")?;
@@ -143,9 +150,14 @@ fn names(members: &[Member]) -> String {
     }
     members
         .iter()
-        .map(|m| escape(&m.name))
+        .map(|m| user(&m.name))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Text someone typed, escaped and isolated, to sit inside a sentence.
+fn user(value: &str) -> String {
+    format!("<bdi>{}</bdi>", escape(value))
 }
 
 /// Text made safe for HTML content and quoted attribute values.
@@ -167,7 +179,35 @@ pub fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::sample;
-    use super::escape;
+    use super::{escape, user};
+
+    #[test]
+    fn text_people_typed_is_isolated() {
+        assert_eq!(
+            user("invoice\u{202e}gnp.exe"),
+            "<bdi>invoice\u{202e}gnp.exe</bdi>"
+        );
+        let mut report = sample::report();
+        report.pins[0].author.name = "Eve \u{202e}reversed".into();
+        report.pins[0].body = "\u{202e}backwards".into();
+        let html = report.to_html();
+        assert!(
+            html.contains("<strong><bdi>Eve \u{202e}reversed</bdi></strong>, "),
+            "{html}"
+        );
+        assert!(
+            html.contains("<blockquote dir=\"auto\">\u{202e}backwards</blockquote>"),
+            "{html}"
+        );
+        assert!(html.contains("bdi,[dir=auto]{unicode-bidi:isolate}"));
+        // Every bidi control a name could hold is inside an isolate.
+        for line in html.lines().filter(|l| l.contains('\u{202e}')) {
+            assert!(
+                line.contains("<bdi>") || line.contains("dir=\"auto\""),
+                "not isolated: {line}"
+            );
+        }
+    }
 
     #[test]
     fn escape_covers_the_five_characters() {
@@ -195,7 +235,7 @@ mod tests {
             "{html}"
         );
         assert!(
-            html.contains("<td>Feedback that &lt;lands&gt;</td>"),
+            html.contains("<td dir=\"auto\">Feedback that &lt;lands&gt;</td>"),
             "{html}"
         );
         assert!(
@@ -204,13 +244,13 @@ mod tests {
         );
         assert!(
             html.contains(
-                "Anna Jensen (joined 14:01 UTC, 58 min), Sara Lind (joined 13:59 UTC, 61 min)"
+                "<bdi>Anna Jensen</bdi> (joined 14:01 UTC, 58 min), <bdi>Sara Lind</bdi> (joined 13:59 UTC, 61 min)"
             ),
             "{html}"
         );
         assert!(
             html.contains(
-                "<blockquote>Exit tickets &lt;b&gt;work&lt;/b&gt;\nwhen &#39;students&#39; &amp; teachers agree</blockquote>"
+                "<blockquote dir=\"auto\">Exit tickets &lt;b&gt;work&lt;/b&gt;\nwhen &#39;students&#39; &amp; teachers agree</blockquote>"
             ),
             "{html}"
         );

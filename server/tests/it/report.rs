@@ -252,11 +252,14 @@ async fn a_cycle_report_shows_attendance_messages_and_key_learning_in_three_form
     let body = &html.body;
     assert!(body.starts_with("<!DOCTYPE html>"), "{body}");
     assert!(body.trim_end().ends_with("</html>"), "{body}");
-    assert!(body.contains("Anna Jensen (joined "), "{body}");
-    assert!(body.contains(" UTC, 63 min), Sara Lind (joined "), "{body}");
+    assert!(body.contains("<bdi>Anna Jensen</bdi> (joined "), "{body}");
+    assert!(
+        body.contains(" UTC, 63 min), <bdi>Sara Lind</bdi> (joined "),
+        "{body}"
+    );
     assert!(body.contains(" UTC, 45 min)"), "{body}");
     assert!(
-        body.contains("<td>Anna Jensen</td><td>head</td><td class=\"n\">3</td>"),
+        body.contains("<td dir=\"auto\">Anna Jensen</td><td>head</td><td class=\"n\">3</td>"),
         "{body}"
     );
     assert!(

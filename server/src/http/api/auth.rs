@@ -1,17 +1,38 @@
-//! `/api/auth`: sign in with an invitation code, refresh, sign out. These take no bearer
-//! token: the code or refresh token is the credential.
+//! `/api/auth`: sign in with an invitation code, refresh, sign out (of one device or of
+//! every device). These take no bearer token, except signing out everywhere: the code or
+//! the refresh token is the credential.
+//!
+//! Two kinds of client use them. A program (the CLI, the Rust client) sends the refresh
+//! token in the JSON body and gets the new one back in the answer. A browser asks for the
+//! refresh token to be kept in an `HttpOnly` cookie instead, by sending the
+//! [`CSRF_HEADER`]: the cookie is scoped to `/api/auth`, `SameSite=Strict`, and `Secure`
+//! unless the page is served over plain HTTP on a loopback address (the demo); its answers
+//! never carry the refresh token, so script on the page can never read it. A request that
+//! uses the cookie must carry the header and come from the site's own `Origin`, so another
+//! site cannot make a browser refresh or sign out (a cross-site form cannot set a header,
+//! and a cross-site script that does triggers a CORS preflight this server never allows).
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use triad_protocol::{ErrorCode, PersonId, Timestamp};
 
-use super::{ApiResult, Body};
+use super::{ApiError, ApiResult, Body, Caller};
 use crate::auth::grants::Tokens;
 use crate::gateway::Gateway;
+
+/// The header a browser sends on every `/api/auth` request: it asks for the cookie, and its
+/// presence proves the request was made by script of an allowed origin, not by a form.
+pub const CSRF_HEADER: &str = "x-triad-csrf";
+/// The cookie that holds a browser's refresh token.
+pub const REFRESH_COOKIE: &str = "triad_refresh";
+/// The path the cookie is sent to: the sign-in endpoints only.
+pub const COOKIE_PATH: &str = "/api/auth";
 
 /// The routes.
 pub fn routes() -> Router<Arc<Gateway>> {
@@ -19,6 +40,7 @@ pub fn routes() -> Router<Arc<Gateway>> {
         .route("/auth/redeem", post(redeem))
         .route("/auth/refresh", post(refresh))
         .route("/auth/sign-out", post(sign_out))
+        .route("/auth/sign-out-everywhere", post(sign_out_everywhere))
 }
 
 #[derive(Deserialize)]
@@ -27,34 +49,290 @@ struct Redeem {
     code: String,
 }
 
-#[derive(Deserialize)]
+/// A refresh or sign-out: the token in the body (programs), or none (the browser's cookie).
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Refresh {
-    refresh_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
 }
 
-/// `POST /api/auth/redeem {code}`: an invitation, once, for tokens.
+/// Tokens as a browser gets them: the refresh token stays in the cookie.
+#[derive(Serialize)]
+struct BrowserTokens {
+    person: PersonId,
+    access_token: String,
+    access_expires_at: Timestamp,
+    refresh_expires_at: Timestamp,
+}
+
+impl From<Tokens> for BrowserTokens {
+    fn from(tokens: Tokens) -> Self {
+        Self {
+            person: tokens.person,
+            access_token: tokens.access_token,
+            access_expires_at: tokens.access_expires_at,
+            refresh_expires_at: tokens.refresh_expires_at,
+        }
+    }
+}
+
+/// Whether the request asks for the browser's way (the cookie).
+fn browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(CSRF_HEADER)
+}
+
+/// Refuses a cookie request that lacks the header or comes from another origin.
+fn check_browser(headers: &HeaderMap, gateway: &Gateway) -> ApiResult<()> {
+    if headers.get(CSRF_HEADER).map(HeaderValue::as_bytes) != Some(b"1".as_slice()) {
+        return Err(ApiError::forbidden(
+            "send X-Triad-CSRF: 1 to sign in with the cookie",
+        ));
+    }
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| ApiError::forbidden("a request with the cookie needs an Origin"))?;
+    if !same_origin(origin, headers, gateway) {
+        return Err(ApiError::forbidden("this origin may not use the cookie"));
+    }
+    Ok(())
+}
+
+/// Whether `origin` is the site's own: its host is the request's `Host`, or it is the public
+/// URL's origin or one of the allowed origins.
+fn same_origin(origin: &str, headers: &HeaderMap, gateway: &Gateway) -> bool {
+    let origin = origin.trim_end_matches('/');
+    let public = gateway.settings.public_url.trim_end_matches('/');
+    if origin.eq_ignore_ascii_case(public)
+        || gateway
+            .settings
+            .allowed_origins
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
+}
+
+/// Whether the cookie gets `Secure`: always, except for a page served over plain HTTP on a
+/// loopback address (`localhost`, `127.0.0.0/8`, `[::1]`) when the public URL is not
+/// `https:`, where a browser would drop a `Secure` cookie set over HTTP.
+fn secure(headers: &HeaderMap, gateway: &Gateway) -> bool {
+    if gateway.settings.public_url.starts_with("https://") {
+        return true;
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return true;
+    };
+    !is_loopback_host(host)
+}
+
+/// Whether a `Host` header names this machine's loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(name, _)| name)
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The `Set-Cookie` value that keeps `token` until `expires_at` (or clears the cookie).
+fn cookie(token: Option<&str>, max_age_secs: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let value = match token {
+        Some(token) => format!(
+            "{REFRESH_COOKIE}={token}; Path={COOKIE_PATH}; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{secure}"
+        ),
+        None => format!(
+            "{REFRESH_COOKIE}=; Path={COOKIE_PATH}; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
+        ),
+    };
+    // Tokens are URL-safe base64: always a valid header value.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The refresh token in the request's cookie, if any.
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == REFRESH_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// A browser's answer: the tokens without the refresh token, and the cookie that holds it.
+fn browser_answer(tokens: Tokens, headers: &HeaderMap, gateway: &Gateway) -> Response {
+    let now = crate::store::now_ms();
+    let max_age = (tokens.refresh_expires_at - now).max(0) / 1000;
+    let set = cookie(
+        Some(&tokens.refresh_token),
+        max_age,
+        secure(headers, gateway),
+    );
+    let mut response = Json(BrowserTokens::from(tokens)).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, set);
+    response
+}
+
+/// A response with the cookie cleared.
+fn clearing(mut response: Response, headers: &HeaderMap, gateway: &Gateway) -> Response {
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie(None, 0, secure(headers, gateway)),
+    );
+    response
+}
+
+/// `POST /api/auth/redeem {code}`: an invitation, once, for tokens (in the cookie, for a
+/// browser).
 async fn redeem(
     State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
     Body(body): Body<Redeem>,
-) -> ApiResult<Json<Tokens>> {
-    Ok(Json(gateway.grants.redeem(&body.code).await?))
+) -> ApiResult<Response> {
+    if browser(&headers) {
+        check_browser(&headers, &gateway)?;
+        let tokens = gateway.grants.redeem(&body.code).await?;
+        return Ok(browser_answer(tokens, &headers, &gateway));
+    }
+    Ok(Json(gateway.grants.redeem(&body.code).await?).into_response())
 }
 
-/// `POST /api/auth/refresh {refresh_token}`: new tokens; the old refresh token stops
-/// working.
+/// `POST /api/auth/refresh {refresh_token}` (or `{}` with the cookie): new tokens; the old
+/// refresh token stops working. A refused cookie is cleared.
 async fn refresh(
     State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
     Body(body): Body<Refresh>,
-) -> ApiResult<Json<Tokens>> {
-    Ok(Json(gateway.grants.refresh(&body.refresh_token).await?))
+) -> Response {
+    if let Some(token) = body.refresh_token {
+        return match gateway.grants.refresh(&token).await {
+            Ok(tokens) => Json(tokens).into_response(),
+            Err(err) => ApiError::from(err).into_response(),
+        };
+    }
+    if let Err(refused) = check_browser(&headers, &gateway) {
+        return refused.into_response();
+    }
+    let Some(token) = cookie_token(&headers) else {
+        return ApiError::new(
+            ErrorCode::NotAuthenticated,
+            "this browser is not signed in; open a sign-in link",
+        )
+        .into_response();
+    };
+    match gateway.grants.refresh(&token).await {
+        Ok(tokens) => browser_answer(tokens, &headers, &gateway),
+        Err(err) => {
+            let code = err.code();
+            let refused = ApiError::from(err).into_response();
+            // Keep the cookie through an outage: it may still be good.
+            if code == ErrorCode::StoreUnavailable {
+                refused
+            } else {
+                clearing(refused, &headers, &gateway)
+            }
+        }
+    }
 }
 
-/// `POST /api/auth/sign-out {refresh_token}`: forgets the refresh token.
+/// `POST /api/auth/sign-out {refresh_token}` (or `{}` with the cookie): forgets the refresh
+/// token and clears the cookie.
 async fn sign_out(
     State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
     Body(body): Body<Refresh>,
-) -> ApiResult<StatusCode> {
-    gateway.grants.sign_out(&body.refresh_token).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> ApiResult<Response> {
+    if let Some(token) = body.refresh_token {
+        gateway.grants.sign_out(&token).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    check_browser(&headers, &gateway)?;
+    if let Some(token) = cookie_token(&headers) {
+        gateway.grants.sign_out(&token).await?;
+    }
+    Ok(clearing(
+        StatusCode::NO_CONTENT.into_response(),
+        &headers,
+        &gateway,
+    ))
+}
+
+/// `POST /api/auth/sign-out-everywhere` (bearer token): voids every token of the caller on
+/// every device, closes their connections (4009) and clears this browser's cookie.
+async fn sign_out_everywhere(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    caller: Caller,
+) -> ApiResult<Response> {
+    gateway.grants.sign_out_everywhere(&caller.0.id).await?;
+    Ok(clearing(
+        StatusCode::NO_CONTENT.into_response(),
+        &headers,
+        &gateway,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "127.0.0.1:8080",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:80",
+            "127.1.2.3",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "triad.example.org",
+            "10.0.0.1:80",
+            "[2001:db8::1]:443",
+            "localhost.evil",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn the_cookie_is_read_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; triad_refresh=abc-DEF_1; b=2"),
+        );
+        assert_eq!(cookie_token(&headers).as_deref(), Some("abc-DEF_1"));
+        headers.insert(header::COOKIE, HeaderValue::from_static("triad_refresh="));
+        assert_eq!(cookie_token(&headers), None);
+    }
+
+    #[test]
+    fn the_cookie_is_http_only_strict_and_scoped() {
+        let set = cookie(Some("tok"), 60, true);
+        assert_eq!(
+            set.to_str().unwrap(),
+            "triad_refresh=tok; Path=/api/auth; Max-Age=60; HttpOnly; SameSite=Strict; Secure"
+        );
+        let cleared = cookie(None, 0, false);
+        assert_eq!(
+            cleared.to_str().unwrap(),
+            "triad_refresh=; Path=/api/auth; Max-Age=0; HttpOnly; SameSite=Strict"
+        );
+    }
 }
