@@ -86,6 +86,7 @@ function expectHistory(message) {
  * @param {string} [title]
  */
 function showSignedOut(reason, title = 'Sign in to Triad') {
+  document.body.classList.add('is-signed-out');
   byId('signed-out').hidden = false;
   byId('signed-out-title').textContent = title;
   byId('signed-out-reason').textContent = reason;

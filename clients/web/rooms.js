@@ -356,14 +356,15 @@ export class RoomBook {
   }
 
   /**
-   * The connection is down: no one else's presence is known until the next welcome, so no
-   * one shows as online, and no one as typing.
+   * The connection is down: no one's presence is known until the next welcome, and the
+   * others see this person go offline too, so no one shows as online (the person included)
+   * and no one as typing.
    */
   disconnected() {
     for (const room of this.rooms.values()) {
       let changed = false;
       for (const member of room.members.values()) {
-        if (member.person !== this.me?.id && member.status !== 'offline') {
+        if (member.status !== 'offline') {
           member.status = 'offline';
           changed = true;
         }

@@ -181,6 +181,13 @@ describe('the page as people read it', { timeout: 150_000 }, () => {
       0,
       'no one online in the rooms list',
     );
+    assert.equal(
+      await anna.page
+        .locator('#room-people [data-person="anna.jensen"]')
+        .getAttribute('data-status'),
+      'offline',
+      'the others see Anna offline, and so does she',
+    );
     assert.equal(await startCall.isDisabled(), true, 'Start call is disabled');
     const dir = await screenshotDir();
     await anna.page.screenshot({ path: join(dir, 'page-disconnected.png') });
@@ -192,6 +199,9 @@ describe('the page as people read it', { timeout: 150_000 }, () => {
       timeout: 20_000,
     });
     await online.waitFor();
+    await anna.page
+      .locator('#room-people [data-person="anna.jensen"][data-status="online"]')
+      .waitFor();
     await anna.page.locator('#call-button:not([disabled])', { hasText: 'Start call' }).waitFor();
     await Promise.all([anna, marco].map((who) => who.context.close()));
   });
