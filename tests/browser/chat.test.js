@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { NAMES, Server, launchBrowser, openAs, screenshotDir } from './harness.js';
+import { NAMES, Server, launchBrowser, openAs, screenshotDir, seedMessages } from './harness.js';
 
 /** @typedef {Awaited<ReturnType<typeof openAs>>} Person */
 
@@ -69,57 +69,6 @@ async function sees(who, body, author) {
   await item.first().waitFor();
   assert.equal(await item.count(), 1, `${who.person} sees "${body}" once`);
   assert.equal(await item.locator('.author').textContent(), NAMES[author]);
-}
-
-/**
- * Stores messages in a room through a raw websocket from a page on the server's origin, as
- * any client would.
- * @param {string} person
- * @param {string} room
- * @param {string[]} bodies
- */
-async function seed(person, room, bodies) {
-  const token = await server.token(person);
-  const context = await browser.newContext();
-  try {
-    const page = await context.newPage();
-    await page.goto(`${server.url}/healthz`);
-    await page.evaluate(
-      async ({ token, room, bodies }) => {
-        const ws = new WebSocket(`ws://${location.host}/ws`, 'triad.v1');
-        await new Promise((resolve, reject) => {
-          ws.onopen = resolve;
-          ws.onerror = reject;
-        });
-        /** @type {Map<number, (frame: any) => void>} */
-        const waiting = new Map();
-        ws.onmessage = (message) => {
-          const frame = JSON.parse(message.data);
-          waiting.get(frame.re)?.(frame);
-          waiting.delete(frame.re);
-        };
-        /** @type {(id: number, request: object) => Promise<any>} */
-        const request = (id, body) =>
-          new Promise((resolve) => {
-            waiting.set(id, resolve);
-            ws.send(JSON.stringify({ id, ...body }));
-          });
-        const welcome = await request(0, { type: 'hello', token });
-        if (welcome.type !== 'welcome') throw new Error(JSON.stringify(welcome));
-        const acks = await Promise.all(
-          bodies.map((body, i) =>
-            request(i + 1, { type: 'send', room, client_msg_id: crypto.randomUUID(), body }),
-          ),
-        );
-        const refused = acks.find((a) => a.type !== 'ack');
-        if (refused) throw new Error(JSON.stringify(refused));
-        ws.close();
-      },
-      { token, room, bodies },
-    );
-  } finally {
-    await context.close();
-  }
 }
 
 /**
@@ -243,7 +192,7 @@ describe('the web client', { timeout: 120_000 }, () => {
   });
 
   test('a moderator sees every trio, joins one, and is seen', async () => {
-    await seed('lars.nielsen', 'trio-2', [
+    await seedMessages(browser, server, 'lars.nielsen', 'trio-2', [
       'Has anyone tried instructional rounds?',
       'We start in January.',
     ]);
@@ -290,7 +239,7 @@ describe('the web client', { timeout: 120_000 }, () => {
       { length: 120 },
       (_, i) => `History message ${String(i + 1).padStart(3, '0')}`,
     );
-    await seed('giulia.bianchi', 'trio-2', bodies);
+    await seedMessages(browser, server, 'giulia.bianchi', 'trio-2', bodies);
     const owen = await open('owen.price');
     await owen.page.locator('#room-title', { hasText: TRIO_2 }).waitFor();
     const list = owen.page.locator('#message-list .message .body');
