@@ -56,6 +56,36 @@ async fn a_room_holds_a_bounded_number_of_upcoming_sessions() {
 }
 
 #[tokio::test]
+async fn cancelled_sessions_count_against_the_room_until_they_end() {
+    let server = TestServer::start().await;
+    let mut last = String::new();
+    for i in 0..MAX_UPCOMING_COACHINGS_PER_ROOM {
+        let (status, _, body) = book(
+            &server,
+            "sara.moderator",
+            &booking("trio-1", 1 + i as u64, 9),
+        )
+        .await;
+        assert_eq!(status, 201, "booking {i}: {body}");
+        let session: CoachingSession = serde_json::from_str(&body).unwrap();
+        last = session.id.as_str().to_owned();
+    }
+    let (status, _, body) = http(
+        server.addr,
+        "POST",
+        &format!("/api/coachings/{last}/cancel"),
+        Some(&server.token("sara.moderator")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Book, cancel, book again: the cancelled session still takes its place.
+    let (status, _, body) = book(&server, "sara.moderator", &booking("trio-1", 300, 9)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("\"code\":\"too_many_coachings\""), "{body}");
+}
+
+#[tokio::test]
 async fn bookings_are_rate_limited_per_person() {
     let server = TestServer::start_with(|config| {
         config.coaching_changes_burst = 3;
