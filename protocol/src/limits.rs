@@ -183,3 +183,21 @@ pub const MAX_ERROR_MESSAGE_CHARS: usize = 200;
 /// The largest REST request body, in bytes; larger ones are refused with
 /// `request_too_large` (413).
 pub const MAX_REQUEST_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Seconds a client has, once its request headers are in, to send the whole request body;
+/// a slower body is answered 408 `request_timeout` and its connection closed (the default
+/// of the server's `body_read_timeout_secs`).
+pub const BODY_READ_TIMEOUT_SECS: u64 = 30;
+
+/// The most connections a node keeps open at once, websockets included; one more is
+/// answered 503 with `Retry-After` and closed (the default of the server's
+/// `max_connections`).
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// The most connections a node keeps open at once from one peer address (IPv6: one /64);
+/// one more is answered 503 with `Retry-After` and closed (the default of the server's
+/// `max_connections_per_peer`).
+pub const MAX_CONNECTIONS_PER_PEER: usize = 200;
+
+/// The `Retry-After` of the 503 answered to a connection over a connection cap, in seconds.
+pub const OVER_CAP_RETRY_AFTER_SECS: u64 = 5;

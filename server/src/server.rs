@@ -233,7 +233,7 @@ impl Server {
                 };
                 http::serve::serve(
                     listener,
-                    http::metrics_router(),
+                    http::metrics_router(gateway.clone()),
                     settings,
                     gateway.shutdown.clone().cancelled_owned(),
                     CancellationToken::new(),
