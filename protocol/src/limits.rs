@@ -145,7 +145,8 @@ pub const MAX_PINS_PER_ROOM: usize = 500;
 /// presence pushes (the programme-wide room of a large programme).
 pub const MAX_LISTED_MEMBERS: usize = 100;
 
-/// The most upcoming (scheduled, not yet ended) coaching sessions a room may hold.
+/// The most coaching sessions that have not ended a room may hold, cancelled ones included
+/// (a cancelled session counts until its planned end).
 pub const MAX_UPCOMING_COACHINGS_PER_ROOM: usize = 100;
 
 /// Bookings, moves and cancellations of coaching sessions per person, in a burst.
@@ -169,11 +170,13 @@ pub const API_RATE_PER_SECOND: u32 = 20;
 /// REST requests (`/api`) in a burst, per peer address and per person.
 pub const API_BURST: u32 = 100;
 
-/// Sign-in attempts (`/api/auth/redeem`, `/api/auth/refresh`) per peer address per minute,
-/// sustained.
+/// Failed sign-in attempts (`/api/auth/redeem`, `/api/auth/refresh`, `/api/auth/sign-out`
+/// answered 4xx other than 429) per peer address per minute, sustained, on each node; a
+/// successful one takes nothing. Once they are used up, every sign-in call from that
+/// address is answered 429 `rate_limited` until `Retry-After`.
 pub const SIGN_IN_RATE_PER_MINUTE: u32 = 6;
 
-/// Sign-in attempts per peer address in a burst.
+/// Failed sign-in attempts per peer address in a burst, on each node.
 pub const SIGN_IN_BURST: u32 = 10;
 
 /// The longest message of a REST error, in characters. A message that repeats a client's

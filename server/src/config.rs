@@ -113,9 +113,10 @@ pub struct Config {
     pub api_rate_per_second: u32,
     /// REST requests in a burst, per peer address and per signed-in person.
     pub api_burst: u32,
-    /// Sign-in attempts (redeem, refresh) per peer address per minute, sustained.
+    /// Failed sign-in attempts (redeem, refresh, sign-out) per peer address per minute,
+    /// sustained; successful ones take nothing. 0: no limit.
     pub sign_in_rate_per_minute: u32,
-    /// Sign-in attempts per peer address in a burst.
+    /// Failed sign-in attempts per peer address in a burst.
     pub sign_in_burst: u32,
     /// Whether the REST limits take the client's address from the last `X-Forwarded-For`
     /// entry (the one the proxy in front added) instead of the connection's peer. Only
@@ -516,10 +517,10 @@ pub struct ConfigOverrides {
     /// REST requests in a burst per peer address and per person [default: 100].
     #[arg(long, env = "TRIAD_API_BURST")]
     pub api_burst: Option<u32>,
-    /// Sign-in attempts per peer address per minute [default: 6].
+    /// Failed sign-in attempts per peer address per minute; 0 for no limit [default: 6].
     #[arg(long, env = "TRIAD_SIGN_IN_RATE_PER_MINUTE")]
     pub sign_in_rate_per_minute: Option<u32>,
-    /// Sign-in attempts per peer address in a burst [default: 10].
+    /// Failed sign-in attempts per peer address in a burst [default: 10].
     #[arg(long, env = "TRIAD_SIGN_IN_BURST")]
     pub sign_in_burst: Option<u32>,
     /// Take the client address for the REST limits from the last X-Forwarded-For entry
