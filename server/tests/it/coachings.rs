@@ -1,4 +1,5 @@
-//! Booking limits over HTTP: upcoming sessions per room, bookings per person, the staff
+//! Booking limits over HTTP: sessions per room that have not ended (cancelled ones
+//! included), bookings per person, the staff
 //! room taking none, and sessions of another trio answered as absent whatever is asked.
 
 use chrono::{Days, Utc};

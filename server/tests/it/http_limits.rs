@@ -1,7 +1,8 @@
-//! HTTP limits over real sockets: a request body that does not arrive in time, the caps on
-//! connections (overall and per peer address), rate limits on the REST API and on sign-in,
-//! the headers every answer carries, bounded error messages, and `/metrics` on its own
-//! listener only.
+//! HTTP limits over real sockets: a request body that does not arrive in time or cannot be
+//! read, the caps on connections (overall and per peer address) and their answer, rate
+//! limits on the REST API (answered before the body is read) and on failed sign-ins (and
+//! only failed ones), the headers every answer carries, bounded error messages, `/metrics`
+//! on its own listener only, and the probes answered there.
 
 use std::net::SocketAddr;
 use std::time::Duration;
