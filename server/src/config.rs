@@ -248,8 +248,8 @@ impl Config {
     }
 
     /// Refuses settings the server cannot run with: a deadline or interval of 0 (a
-    /// body deadline of 0 would refuse every request body). Rates and caps of 0 are
-    /// allowed: they turn that limit off.
+    /// body deadline of 0 would refuse every request body), a websocket send or request
+    /// rate of 0. The REST rates and the connection caps may be 0: that turns them off.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let must_be_positive = [
             ("body_read_timeout_secs", self.body_read_timeout),
@@ -262,6 +262,19 @@ impl Config {
         ];
         for (setting, value) in must_be_positive {
             if value.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "{setting} must be more than 0"
+                )));
+            }
+        }
+        // The websocket's buckets have no "off": at 0 a person could never send again
+        // after the burst.
+        let rates = [
+            ("send_rate_per_second", self.send_rate_per_second),
+            ("request_rate_per_second", self.request_rate_per_second),
+        ];
+        for (setting, rate) in rates {
+            if rate == 0 {
                 return Err(ConfigError::Invalid(format!(
                     "{setting} must be more than 0"
                 )));
@@ -663,7 +676,13 @@ mod tests {
                 .contains("body_read_timeout_secs must be more than 0"),
             "{err}"
         );
-        // Rates of 0 turn their limit off and are accepted.
+        let flags = ConfigOverrides {
+            send_rate_per_second: Some(0),
+            ..Default::default()
+        };
+        let err = Config::load(None, flags).unwrap_err();
+        assert!(err.to_string().contains("send_rate_per_second"), "{err}");
+        // REST rates and caps of 0 turn their limit off and are accepted.
         let flags = ConfigOverrides {
             sign_in_rate_per_minute: Some(0),
             max_connections: Some(0),
