@@ -145,7 +145,8 @@ pub const MAX_PINS_PER_ROOM: usize = 500;
 /// presence pushes (the programme-wide room of a large programme).
 pub const MAX_LISTED_MEMBERS: usize = 100;
 
-/// The most upcoming (scheduled, not yet ended) coaching sessions a room may hold.
+/// The most coaching sessions that have not ended a room may hold, cancelled ones included
+/// (a cancelled session counts until its planned end).
 pub const MAX_UPCOMING_COACHINGS_PER_ROOM: usize = 100;
 
 /// Bookings, moves and cancellations of coaching sessions per person, in a burst.
@@ -169,11 +170,13 @@ pub const API_RATE_PER_SECOND: u32 = 20;
 /// REST requests (`/api`) in a burst, per peer address and per person.
 pub const API_BURST: u32 = 100;
 
-/// Sign-in attempts (`/api/auth/redeem`, `/api/auth/refresh`) per peer address per minute,
-/// sustained.
+/// Failed sign-in attempts (`/api/auth/redeem`, `/api/auth/refresh`, `/api/auth/sign-out`
+/// answered 4xx other than 429) per peer address per minute, sustained, on each node; a
+/// successful one takes nothing. Once they are used up, every sign-in call from that
+/// address is answered 429 `rate_limited` until `Retry-After`.
 pub const SIGN_IN_RATE_PER_MINUTE: u32 = 6;
 
-/// Sign-in attempts per peer address in a burst.
+/// Failed sign-in attempts per peer address in a burst, on each node.
 pub const SIGN_IN_BURST: u32 = 10;
 
 /// The longest message of a REST error, in characters. A message that repeats a client's
@@ -183,3 +186,21 @@ pub const MAX_ERROR_MESSAGE_CHARS: usize = 200;
 /// The largest REST request body, in bytes; larger ones are refused with
 /// `request_too_large` (413).
 pub const MAX_REQUEST_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Seconds a client has, once its request headers are in, to send the whole request body;
+/// a slower body is answered 408 `request_timeout` and its connection closed (the default
+/// of the server's `body_read_timeout_secs`).
+pub const BODY_READ_TIMEOUT_SECS: u64 = 30;
+
+/// The most connections a node keeps open at once, websockets included; one more is
+/// answered 503 with `Retry-After` and closed (the default of the server's
+/// `max_connections`).
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// The most connections a node keeps open at once from one peer address (IPv6: one /64);
+/// one more is answered 503 with `Retry-After` and closed (the default of the server's
+/// `max_connections_per_peer`).
+pub const MAX_CONNECTIONS_PER_PEER: usize = 200;
+
+/// The `Retry-After` of the 503 answered to a connection over a connection cap, in seconds.
+pub const OVER_CAP_RETRY_AFTER_SECS: u64 = 5;

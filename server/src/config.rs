@@ -113,9 +113,10 @@ pub struct Config {
     pub api_rate_per_second: u32,
     /// REST requests in a burst, per peer address and per signed-in person.
     pub api_burst: u32,
-    /// Sign-in attempts (redeem, refresh) per peer address per minute, sustained.
+    /// Failed sign-in attempts (redeem, refresh, sign-out) per peer address per minute,
+    /// sustained; successful ones take nothing. 0: no limit.
     pub sign_in_rate_per_minute: u32,
-    /// Sign-in attempts per peer address in a burst.
+    /// Failed sign-in attempts per peer address in a burst.
     pub sign_in_burst: u32,
     /// Whether the REST limits take the client's address from the last `X-Forwarded-For`
     /// entry (the one the proxy in front added) instead of the connection's peer. Only
@@ -199,9 +200,9 @@ impl Default for Config {
             mail_from: "Triad <triad@localhost>".into(),
             digest_interval: Duration::from_secs(3600),
             log_format: LogFormat::Text,
-            body_read_timeout: Duration::from_secs(30),
-            max_connections: 10_000,
-            max_connections_per_peer: 200,
+            body_read_timeout: Duration::from_secs(limits::BODY_READ_TIMEOUT_SECS),
+            max_connections: limits::MAX_CONNECTIONS,
+            max_connections_per_peer: limits::MAX_CONNECTIONS_PER_PEER,
             api_rate_per_second: limits::API_RATE_PER_SECOND,
             api_burst: limits::API_BURST,
             sign_in_rate_per_minute: limits::SIGN_IN_RATE_PER_MINUTE,
@@ -242,7 +243,44 @@ impl Config {
             config.apply(file);
         }
         config.apply(overrides);
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Refuses settings the server cannot run with: a deadline or interval of 0 (a
+    /// body deadline of 0 would refuse every request body), a websocket send or request
+    /// rate of 0. The REST rates and the connection caps may be 0: that turns them off.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let must_be_positive = [
+            ("body_read_timeout_secs", self.body_read_timeout),
+            ("header_read_timeout_secs", self.header_read_timeout),
+            ("store_deadline_ms", self.store_deadline),
+            ("readiness_interval_ms", self.readiness_interval),
+            ("reminder_interval_ms", self.reminder_interval),
+            ("digest_interval_ms", self.digest_interval),
+            ("heartbeat_ms", self.heartbeat),
+        ];
+        for (setting, value) in must_be_positive {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "{setting} must be more than 0"
+                )));
+            }
+        }
+        // The websocket's buckets have no "off": at 0 a person could never send again
+        // after the burst.
+        let rates = [
+            ("send_rate_per_second", self.send_rate_per_second),
+            ("request_rate_per_second", self.request_rate_per_second),
+        ];
+        for (setting, rate) in rates {
+            if rate == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{setting} must be more than 0"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn apply(&mut self, o: ConfigOverrides) {
@@ -492,10 +530,10 @@ pub struct ConfigOverrides {
     /// REST requests in a burst per peer address and per person [default: 100].
     #[arg(long, env = "TRIAD_API_BURST")]
     pub api_burst: Option<u32>,
-    /// Sign-in attempts per peer address per minute [default: 6].
+    /// Failed sign-in attempts per peer address per minute; 0 for no limit [default: 6].
     #[arg(long, env = "TRIAD_SIGN_IN_RATE_PER_MINUTE")]
     pub sign_in_rate_per_minute: Option<u32>,
-    /// Sign-in attempts per peer address in a burst [default: 10].
+    /// Failed sign-in attempts per peer address in a burst [default: 10].
     #[arg(long, env = "TRIAD_SIGN_IN_BURST")]
     pub sign_in_burst: Option<u32>,
     /// Take the client address for the REST limits from the last X-Forwarded-For entry
@@ -560,6 +598,9 @@ pub enum ConfigError {
     /// The file is not valid TOML for this struct.
     #[error("invalid config file {0}: {1}")]
     Parse(PathBuf, String),
+    /// A setting has a value the server cannot run with.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
 }
 
 #[cfg(test)]
@@ -621,6 +662,33 @@ mod tests {
         let config = Config::load(Some(&path), flags).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.send_burst, 9);
+    }
+
+    #[test]
+    fn a_body_deadline_of_zero_is_refused_at_start() {
+        let flags = ConfigOverrides {
+            body_read_timeout_secs: Some(0),
+            ..Default::default()
+        };
+        let err = Config::load(None, flags).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("body_read_timeout_secs must be more than 0"),
+            "{err}"
+        );
+        let flags = ConfigOverrides {
+            send_rate_per_second: Some(0),
+            ..Default::default()
+        };
+        let err = Config::load(None, flags).unwrap_err();
+        assert!(err.to_string().contains("send_rate_per_second"), "{err}");
+        // REST rates and caps of 0 turn their limit off and are accepted.
+        let flags = ConfigOverrides {
+            sign_in_rate_per_minute: Some(0),
+            max_connections: Some(0),
+            ..Default::default()
+        };
+        assert!(Config::load(None, flags).is_ok());
     }
 
     #[test]

@@ -29,7 +29,7 @@
 //! | `triad_calls_started_total` | counter | calls started on this node |
 //! | `triad_draining` | gauge | 1 from the shutdown signal until the server has stopped, else 0 |
 //! | `triad_drain_closed_sessions_total` | counter | sessions told to reconnect elsewhere (1001) by a drain |
-//! | `triad_sign_in_failures_total` | counter | sign-ins (`/api/auth/redeem`, `/api/auth/refresh`) refused: unknown, used or expired codes, bad refresh tokens |
+//! | `triad_sign_in_failures_total` | counter | sign-ins (`/api/auth/redeem`, `/api/auth/refresh`, `/api/auth/sign-out`) refused: unknown, used or expired codes, bad refresh tokens |
 //! | `triad_rate_limited_total{limit}` | counter | REST calls answered 429: `api` (per person or peer address), `sign_in` (per peer address), `coaching` (bookings per person) |
 //! | `triad_request_timeouts_total` | counter | requests whose body did not arrive in time (408) |
 //! | `triad_connections_refused_total{cap}` | counter | connections refused at accept (503): `total` or `per_peer` cap reached |

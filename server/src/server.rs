@@ -14,7 +14,7 @@ use crate::auth::{AuthError, GrantSettings, Grants, TokenMinter, TokenVerifier};
 use crate::bus::redis::{BusError, BusTiming, RedisLink};
 use crate::calls::turn::IceConfig;
 use crate::calls::{CallSettings, Calls};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::gateway::{Gateway, SessionSettings};
 use crate::http;
 use crate::hub::Hub;
@@ -48,6 +48,9 @@ pub enum ServerError {
     /// The e-mail settings are not usable.
     #[error(transparent)]
     Mail(#[from] MailError),
+    /// A setting has a value the server cannot run with.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// A bound, ready-to-run server.
@@ -64,6 +67,7 @@ pub struct Server {
 impl Server {
     /// Opens the store and binds the listen address.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        config.validate()?;
         metrics::install();
         let verifier = TokenVerifier::from_config(&config.jwt, &config.data_dir)?;
         std::fs::create_dir_all(&config.data_dir)
@@ -233,7 +237,7 @@ impl Server {
                 };
                 http::serve::serve(
                     listener,
-                    http::metrics_router(),
+                    http::metrics_router(gateway.clone()),
                     settings,
                     gateway.shutdown.clone().cancelled_owned(),
                     CancellationToken::new(),

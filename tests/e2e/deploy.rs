@@ -385,7 +385,8 @@ fn kubernetes_manifests_refer_to_each_other() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
 
-    // Probes: readiness on /readyz, liveness on /healthz, both on a declared port.
+    // Probes: readiness on /readyz, liveness on /healthz, both on the metrics port (its
+    // own listener, out of the public port's connection caps).
     for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
         let get = &container[probe]["httpGet"];
         assert_eq!(get["path"], path, "{probe}");
@@ -393,6 +394,7 @@ fn kubernetes_manifests_refer_to_each_other() {
             ports.contains(get["port"].as_str().unwrap()),
             "{probe} port"
         );
+        assert_eq!(get["port"], "metrics", "{probe} port");
     }
 
     // The stop sequence fits the grace period: preStop, the drain delay, the shutdown timeout.

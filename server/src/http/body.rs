@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -53,11 +53,10 @@ async fn read(body: Body) -> Result<Bytes, Refused> {
     Ok(Bytes::from(whole))
 }
 
-/// A refusal after which the connection is closed (the rest of the body is not read).
-fn refuse(status: StatusCode, code: ErrorCode, message: String) -> Response {
-    let mut error = ApiError::new(code, message);
-    error.status = status;
-    let mut response = error.into_response();
+/// A refusal after which the connection is closed (the rest of the body is not read), with
+/// the status of its code.
+fn refuse(code: ErrorCode, message: String) -> Response {
+    let mut response = ApiError::new(code, message).into_response();
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -80,7 +79,6 @@ pub async fn deadline(
         .and_then(|value| value.trim().parse::<usize>().ok());
     if declared.is_some_and(|length| length > MAX_REQUEST_BODY_BYTES) {
         return refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RequestTooLarge,
             format!("the body is over {MAX_REQUEST_BODY_BYTES} bytes"),
         );
@@ -92,19 +90,16 @@ pub async fn deadline(
                 .await
         }
         Ok(Err(Refused::TooLarge)) => refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RequestTooLarge,
             format!("the body is over {MAX_REQUEST_BODY_BYTES} bytes"),
         ),
         Ok(Err(Refused::Broken)) => refuse(
-            StatusCode::BAD_REQUEST,
             ErrorCode::InvalidRequest,
             "the body could not be read".into(),
         ),
         Err(_) => {
             crate::metrics::request_timed_out();
             refuse(
-                StatusCode::REQUEST_TIMEOUT,
                 ErrorCode::RequestTimeout,
                 format!(
                     "the body did not arrive within {} s of the headers",

@@ -4,40 +4,53 @@
 //!   (`api_rate_per_second`, `api_burst`); the peer's address does not matter, so people
 //!   behind one school's NAT or one proxy do not share a budget.
 //! - Any other call counts against its peer address's bucket, with the same rate.
-//! - Sign-in (`/api/auth/redeem`, `/api/auth/refresh`) also counts against a much smaller
-//!   bucket per peer address (`sign_in_rate_per_minute`, `sign_in_burst`), so invitation
-//!   codes and refresh tokens cannot be guessed at speed.
+//! - Sign-in (`/api/auth/redeem`, `/api/auth/refresh`, `/api/auth/sign-out`) also counts
+//!   against a much smaller bucket per peer address (`sign_in_rate_per_minute`,
+//!   `sign_in_burst`), so invitation codes and refresh tokens cannot be guessed at speed.
+//!   Only a sign-in that fails (a 4xx answer other than 429) takes a token: the bucket is
+//!   checked before, charged after. So people behind one school's NAT, refreshing on every
+//!   page load, are never refused, while guessing stays limited. Failures let through
+//!   together are all charged, the bucket going below empty (down to minus its burst).
 //!
 //! - Booking, moving and cancelling coaching sessions also counts against the person's
 //!   bucket of coaching changes (`coaching_changes_per_hour`, `coaching_changes_burst`):
 //!   each change is pushed to the room and may be e-mailed to its people.
 //!
-//! A refused call is answered 429 `rate_limited` with `Retry-After` (seconds). A sign-in
-//! that fails (any 4xx answer but 429) is logged as a warning with the peer address (never
-//! the code or token sent) and counted in `triad_sign_in_failures_total`.
+//! A refused call is answered 429 `rate_limited` with `Retry-After` (seconds), counted in
+//! `triad_rate_limited_total` and logged at debug only. A sign-in that fails (any 4xx
+//! answer but 429) is counted in `triad_sign_in_failures_total` and logged as a warning
+//! with the peer address (never the code or token sent), at most once a minute per
+//! address (the others at debug).
 //!
 //! The peer address is the connection's, which behind a proxy is the proxy's: with
-//! `trust_forwarded_for` the last `X-Forwarded-For` entry (the address the proxy saw) is
-//! used instead. Only set that behind a proxy that appends the header, or clients choose
-//! their own address.
+//! `trust_forwarded_for` the last `X-Forwarded-For` entry (the address the proxy saw, as
+//! `addr`, `v4:port` or `[v6]:port`) is used instead. Only set that behind a proxy that
+//! appends the header, or clients choose their own address. Without it, the first request
+//! carrying the header is logged as a warning (once per process): everyone behind that
+//! proxy would share one address's budget. Addresses are keyed by
+//! [`crate::throttle::client_key`] (IPv6 by its /64).
+//!
+//! The middleware puts the verified token of a signed-in call in the request's extensions
+//! ([`VerifiedToken`]), so the handlers' [`super::api::Caller`] does not verify it again.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use triad_protocol::PersonId;
 
-use super::api::ApiError;
+use super::api::{ApiError, VerifiedToken};
+use crate::auth::Verified;
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::throttle::{Rate, RetryAfter, Throttle};
+use crate::throttle::{Rate, RetryAfter, Throttle, client_key};
 
 /// The paths (under `/api`) that take a credential instead of a bearer token.
-const SIGN_IN_PATHS: [&str; 2] = ["/auth/redeem", "/auth/refresh"];
+const SIGN_IN_PATHS: [&str; 3] = ["/auth/redeem", "/auth/refresh", "/auth/sign-out"];
 
 /// The REST limits and their buckets.
 pub struct ApiLimits {
@@ -45,7 +58,21 @@ pub struct ApiLimits {
     people: Throttle<PersonId>,
     sign_in: Throttle<IpAddr>,
     coaching_changes: Throttle<PersonId>,
+    /// Refused sign-ins logged as warnings: one a minute per address.
+    sign_in_warnings: Throttle<IpAddr>,
     trust_forwarded_for: bool,
+}
+
+/// Warns, once per process, that `X-Forwarded-For` arrives but is not trusted.
+static UNTRUSTED_FORWARDED_FOR: Once = Once::new();
+
+/// The address of an `X-Forwarded-For` entry: `addr`, `v4:port` or `[v6]:port`.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|addr| addr.ip()))
 }
 
 impl ApiLimits {
@@ -65,12 +92,13 @@ impl ApiLimits {
                 Duration::from_secs(3600),
                 config.coaching_changes_burst,
             )),
+            sign_in_warnings: Throttle::new(Rate::new(1, Duration::from_secs(60), 1)),
             trust_forwarded_for: config.trust_forwarded_for,
         }
     }
 
     /// The client's address: the last `X-Forwarded-For` entry if trusted and present, else
-    /// the connection's peer.
+    /// the connection's peer; as the key its buckets are kept by ([`client_key`]).
     fn client(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<IpAddr> {
         if self.trust_forwarded_for {
             let forwarded = headers
@@ -79,12 +107,21 @@ impl ApiLimits {
                 .next_back()
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.rsplit(',').next())
-                .and_then(|entry| entry.trim().parse::<IpAddr>().ok());
-            if forwarded.is_some() {
-                return forwarded;
+                .and_then(forwarded_address);
+            if let Some(forwarded) = forwarded {
+                return Some(client_key(forwarded));
             }
+        } else if headers.contains_key("x-forwarded-for") {
+            UNTRUSTED_FORWARDED_FOR.call_once(|| {
+                tracing::warn!(
+                    "requests carry X-Forwarded-For but trust_forwarded_for is off: the REST \
+                     limits count every client behind the proxy as one address; behind a \
+                     proxy that sets the header, set trust_forwarded_for = true and \
+                     max_connections_per_peer = 0"
+                );
+            });
         }
-        peer.map(|peer| peer.ip())
+        peer.map(|peer| client_key(peer.ip()))
     }
 }
 
@@ -117,62 +154,72 @@ fn changes_coaching(method: &Method, path: &str) -> bool {
     }
 }
 
-/// The person of a bearer token that verifies, if the request has one.
-fn person(gateway: &Gateway, headers: &HeaderMap) -> Option<PersonId> {
+/// The bearer token of the request, if it has one that verifies.
+fn verified(gateway: &Gateway, headers: &HeaderMap) -> Option<Verified> {
     let token = headers
         .get(header::AUTHORIZATION)?
         .to_str()
         .ok()?
         .strip_prefix("Bearer ")?;
-    gateway
-        .verifier
-        .verify(token.trim())
-        .ok()
-        .map(|verified| verified.person)
+    gateway.verifier.verify(token.trim()).ok()
 }
 
-/// The middleware, on `/api`.
-pub async fn limit(State(state): State<Limited>, request: Request, next: Next) -> Response {
+/// The middleware, on `/api`, in front of the body deadline: a call over its limit is
+/// answered before its body is read.
+pub async fn limit(State(state): State<Limited>, mut request: Request, next: Next) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| *peer);
-    let client = state.limits.client(request.headers(), peer);
+    let limits = &state.limits;
+    let client = limits.client(request.headers(), peer);
     let path = request.uri().path().to_owned();
     let sign_in = SIGN_IN_PATHS.contains(&path.as_str());
     if sign_in
         && let Some(client) = client
-        && let Err(retry) = state.limits.sign_in.check(&client)
+        && let Err(retry) = limits.sign_in.peek(&client)
     {
         crate::metrics::rate_limited("sign_in");
-        tracing::warn!(peer = %client, path, "sign-in attempts rate-limited");
-        return too_many(retry, "sign-in attempts");
+        tracing::debug!(peer = %client, path, "sign-in attempts rate-limited");
+        return too_many(retry, "failed sign-in attempts");
     }
-    let caller = person(&state.gateway, request.headers());
+    let token = verified(&state.gateway, request.headers());
+    let caller = token.as_ref().map(|token| token.person.clone());
     let checked = match &caller {
-        Some(person) => state.limits.people.check(person),
-        None => client.map_or(Ok(()), |client| state.limits.peers.check(&client)),
+        Some(person) => limits.people.check(person),
+        None => client.map_or(Ok(()), |client| limits.peers.check(&client)),
     };
     if let Err(retry) = checked {
         crate::metrics::rate_limited("api");
+        tracing::debug!(peer = ?client, person = ?caller, path, "REST calls rate-limited");
         return too_many(retry, "requests");
     }
     if let Some(person) = &caller
         && changes_coaching(request.method(), &path)
-        && let Err(retry) = state.limits.coaching_changes.check(person)
+        && let Err(retry) = limits.coaching_changes.check(person)
     {
         crate::metrics::rate_limited("coaching");
+        tracing::debug!(%person, "coaching changes rate-limited");
         return too_many(retry, "bookings and changes of coaching sessions");
+    }
+    if let Some(token) = token {
+        request.extensions_mut().insert(VerifiedToken(token));
     }
     let response = next.run(request).await;
     let status = response.status();
-    if sign_in && status.is_client_error() {
+    if sign_in && status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
         crate::metrics::sign_in_failed();
+        let status = status.as_u16();
         match client {
             Some(client) => {
-                tracing::warn!(peer = %client, path, status = status.as_u16(), "sign-in refused");
+                limits.sign_in.charge(&client);
+                if limits.sign_in_warnings.check(&client).is_ok() {
+                    tracing::warn!(peer = %client, path, status, "sign-in refused (further ones from this address within a minute at debug)");
+                } else {
+                    tracing::debug!(peer = %client, path, status, "sign-in refused");
+                }
             }
-            None => tracing::warn!(path, status = status.as_u16(), "sign-in refused"),
+            None => tracing::warn!(path, status, "sign-in refused"),
         }
     }
     response
@@ -204,6 +251,17 @@ mod tests {
         assert_eq!(limits(true).client(&headers, Some(peer)), Some(seen));
         headers.insert("x-forwarded-for", "not an address".parse().unwrap());
         assert_eq!(limits(true).client(&headers, Some(peer)), Some(own));
+        // Entries with a port, and IPv6 keyed by its /64.
+        headers.insert("x-forwarded-for", "203.0.113.7:51000".parse().unwrap());
+        assert_eq!(limits(true).client(&headers, Some(peer)), Some(seen));
+        headers.insert(
+            "x-forwarded-for",
+            "198.51.100.9, [2001:db8:5:6:7::8]:443".parse().unwrap(),
+        );
+        let network: IpAddr = "2001:db8:5:6::".parse().unwrap();
+        assert_eq!(limits(true).client(&headers, Some(peer)), Some(network));
+        let v6_peer: SocketAddr = "[2001:db8:5:6:9::1]:40000".parse().unwrap();
+        assert_eq!(limits(false).client(&headers, Some(v6_peer)), Some(network));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! HTTP: the router (the websocket endpoint, health and readiness checks, the REST API, the
-//! calendar feeds, the web client), the metrics router for its own listener, and
+//! calendar feeds, the web client), the metrics router for its own listener (metrics and
+//! the health and readiness checks again), and
 //! [`serve`], the accept loop with a header timeout, connection caps and `TCP_NODELAY`.
 //!
 //! Every response carries `X-Content-Type-Options: nosniff`; every request's body is read
@@ -22,7 +23,8 @@ use axum::routing::get;
 
 use crate::gateway::{self, Gateway};
 
-/// The application's routes, with the REST limits and the body deadline.
+/// The application's routes, with the REST limits and the body deadline. On `/api` the
+/// limits come first: a call over its limit is answered before its body is read.
 pub fn router(
     gateway: Arc<Gateway>,
     limits: Arc<limits::ApiLimits>,
@@ -32,29 +34,38 @@ pub fn router(
         gateway: gateway.clone(),
         limits,
     };
+    let read_body = middleware::from_fn_with_state(body_deadline, body::deadline);
     Router::new()
         .merge(web::routes())
         .route("/ws", get(gateway::upgrade))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .merge(probes())
+        .merge(api::calendar::feed_routes())
+        .layer(read_body.clone())
         .nest(
             "/api",
-            api::routes().layer(middleware::from_fn_with_state(limited, limits::limit)),
+            api::routes()
+                .layer(read_body)
+                .layer(middleware::from_fn_with_state(limited, limits::limit)),
         )
-        .merge(api::calendar::feed_routes())
-        .layer(middleware::from_fn_with_state(
-            body_deadline,
-            body::deadline,
-        ))
         .layer(middleware::from_fn(nosniff))
         .with_state(gateway)
 }
 
-/// The metrics listener's routes: `/metrics` only.
-pub fn metrics_router() -> Router {
+/// `/healthz` and `/readyz`, served on the public listener and on the metrics listener.
+fn probes() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+/// The metrics listener's routes: `/metrics`, and the probes (`/healthz`, `/readyz`), so
+/// an orchestrator's probes do not go through the public listener's connection caps.
+pub fn metrics_router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .merge(probes())
         .layer(middleware::from_fn(nosniff))
+        .with_state(gateway)
 }
 
 /// `X-Content-Type-Options: nosniff` on every response: browsers take each body for its

@@ -3,11 +3,15 @@
 //! has its own deadline, [`super::body`]), and every accepted socket gets `TCP_NODELAY`.
 //! Shutdown closes the listener first, then lets open requests end.
 //!
-//! Connections are capped, overall and per peer address ([`ConnectionCaps`]). A
-//! connection holds its slot for as long as its socket is open, across a websocket
-//! upgrade. One over a cap is answered `503` at once and closed, so the node keeps serving
-//! the clients it has. Each request carries its peer address (`ConnectInfo`) for the REST
-//! limits.
+//! Connections are capped, overall and per peer address ([`ConnectionCaps`]; IPv6 peers by
+//! their /64, [`client_key`]). A connection holds its slot for as long as its socket is
+//! open, across a websocket upgrade. One over a cap is answered `503` at once, so the node
+//! keeps serving the clients it has: the answer is written, the write side shut, and what
+//! the client sends read and dropped for a moment (at most [`REFUSAL_DRAIN_BYTES`] within
+//! [`REFUSAL_DRAIN`]), so closing does not reset the connection and lose the answer. At most
+//! [`MAX_REFUSALS_DRAINING`] refused sockets are drained at once; beyond that, they are
+//! answered and closed at once. Each request carries its peer address (`ConnectInfo`) for
+//! the REST limits.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,11 +27,15 @@ use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
+use triad_protocol::limits::OVER_CAP_RETRY_AFTER_SECS;
+
+use crate::throttle::client_key;
 
 /// What the accept loop allows.
 #[derive(Debug, Clone, Copy)]
@@ -43,9 +51,46 @@ pub struct ServeSettings {
 }
 
 /// The answer to a connection over a cap, written straight to the socket.
-const OVER_CAP: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
-Retry-After: 5\r\nContent-Type: text/plain\r\nX-Content-Type-Options: nosniff\r\n\
-Content-Length: 22\r\n\r\ntoo many connections\r\n";
+fn over_cap() -> Vec<u8> {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
+         Retry-After: {OVER_CAP_RETRY_AFTER_SECS}\r\nContent-Type: text/plain\r\n\
+         X-Content-Type-Options: nosniff\r\nContent-Length: 22\r\n\r\ntoo many connections\r\n"
+    )
+    .into_bytes()
+}
+
+/// How long a refused connection's input is read and dropped before it is closed.
+pub const REFUSAL_DRAIN: Duration = Duration::from_secs(1);
+
+/// How much of a refused connection's input is read and dropped before it is closed.
+pub const REFUSAL_DRAIN_BYTES: usize = 4096;
+
+/// Refused connections drained at once; more are answered and closed at once.
+pub const MAX_REFUSALS_DRAINING: usize = 256;
+
+/// Answers a refused connection, shuts its write side, and reads (and drops) what the
+/// client sends for a moment, so the close does not reset the connection before the
+/// client has read the answer.
+async fn refuse(mut stream: TcpStream, answer: Arc<[u8]>) {
+    let drained = async {
+        stream.write_all(&answer).await?;
+        stream.shutdown().await?;
+        let mut buf = [0u8; 1024];
+        let mut read = 0;
+        while read < REFUSAL_DRAIN_BYTES {
+            match stream.read(&mut buf).await? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        io::Result::Ok(())
+    };
+    match tokio::time::timeout(REFUSAL_DRAIN, drained).await {
+        Ok(Ok(())) | Err(_) => {}
+        Ok(Err(err)) => tracing::debug!(error = %err, "cannot answer a refused connection"),
+    }
+}
 
 /// The open connections, overall and per peer address.
 #[derive(Debug)]
@@ -78,8 +123,10 @@ impl ConnectionCaps {
         })
     }
 
-    /// A slot for a connection from `peer`, or which cap is reached.
+    /// A slot for a connection from `peer` (counted by its [`client_key`]), or which cap
+    /// is reached.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, &'static str> {
+        let peer = client_key(peer);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if self.total > 0 && open.total >= self.total {
             return Err("total");
@@ -169,6 +216,8 @@ pub async fn serve(
 ) {
     let caps = ConnectionCaps::new(settings.max_connections, settings.max_connections_per_peer);
     let connections = TaskTracker::new();
+    let answer: Arc<[u8]> = over_cap().into();
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_DRAINING));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -188,10 +237,21 @@ pub async fn serve(
             Err(cap) => {
                 crate::metrics::connection_refused(cap);
                 tracing::debug!(%peer, cap, "connection refused: cap reached");
-                // An answer without waiting (the socket is new, so its send buffer has
-                // room); if it cannot be written, the close alone tells the client.
-                if let Err(err) = stream.try_write(OVER_CAP) {
-                    tracing::debug!(%peer, error = %err, "cannot answer a refused connection");
+                match refusals.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let answer = answer.clone();
+                        connections.spawn(async move {
+                            refuse(stream, answer).await;
+                            drop(permit);
+                        });
+                    }
+                    // Too many being drained: an answer without waiting (the socket is new,
+                    // so its send buffer has room), then the close.
+                    Err(_) => {
+                        if let Err(err) = stream.try_write(&answer) {
+                            tracing::debug!(%peer, error = %err, "cannot answer a refused connection");
+                        }
+                    }
                 }
                 continue;
             }
@@ -258,5 +318,22 @@ mod tests {
         assert_eq!(caps.admit(b).unwrap_err(), "total");
         drop(first);
         assert!(caps.admit(a).is_ok());
+    }
+
+    #[test]
+    fn ipv6_peers_are_capped_by_their_64_and_mapped_v4_as_v4() {
+        let caps = ConnectionCaps::new(0, 1);
+        let _one = caps.admit("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert_eq!(
+            caps.admit("2001:db8:1:2:ffff::7".parse().unwrap())
+                .unwrap_err(),
+            "per_peer"
+        );
+        assert!(caps.admit("2001:db8:1:3::1".parse().unwrap()).is_ok());
+        let _v4 = caps.admit("192.0.2.1".parse().unwrap()).unwrap();
+        assert_eq!(
+            caps.admit("::ffff:192.0.2.1".parse().unwrap()).unwrap_err(),
+            "per_peer"
+        );
     }
 }

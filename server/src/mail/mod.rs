@@ -7,8 +7,9 @@
 //! them are shown in the reader's own time zone.
 //!
 //! Mails about bookings, moves and cancellations are limited per person and room
-//! (`COACHING_MAILS_BURST`, then `COACHING_MAILS_PER_HOUR`): a burst of changes reaches
-//! everyone in the app and the calendar feed, but not as a flood of mail. Reminders before
+//! (`COACHING_MAILS_BURST`, then `COACHING_MAILS_PER_HOUR`), by each node for itself (with
+//! several nodes, up to that many times as much): a burst of changes reaches everyone in
+//! the app and the calendar feed, but not as a flood of mail. Reminders before
 //! a session and its start are always sent.
 
 pub mod compose;

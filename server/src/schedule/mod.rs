@@ -4,8 +4,14 @@
 //!
 //! A room's sessions are one document ([`Collection::Coachings`], keyed by room), changed by
 //! compare-and-set, so two bookings racing for the same hour cannot both land, whichever
-//! nodes take them. Sessions are kept after they end or are cancelled: they feed calendars
-//! (a cancellation must reach them) and cycle reports.
+//! nodes take them. Sessions are kept after they end: they feed calendars and cycle
+//! reports. A cancelled one is kept until [`CANCELLED_KEPT_DAYS`] after it would have ended,
+//! so calendar clients see the cancellation, then dropped the next time the room's
+//! document is written.
+//!
+//! A room holds at most [`MAX_UPCOMING_COACHINGS_PER_ROOM`] sessions that have not ended,
+//! cancelled ones included (so booking and cancelling cannot grow the document or the
+//! feed); a move of an ended session into the future is checked against it too.
 
 pub mod attendance;
 pub mod calendar;
@@ -21,6 +27,26 @@ use triad_protocol::{
 };
 
 use triad_protocol::limits::MAX_UPCOMING_COACHINGS_PER_ROOM;
+
+/// Days a cancelled session is kept after it would have ended: long enough for calendar
+/// clients, which poll feeds every few hours to days, to see the cancellation.
+pub const CANCELLED_KEPT_DAYS: i64 = 30;
+
+/// Whether the room's `sessions` leave no room for one more that has not ended at `now`
+/// (`except`: the session being changed, not counted).
+fn full(sessions: &[CoachingSession], now: Timestamp, except: Option<&CoachingId>) -> bool {
+    let open = sessions
+        .iter()
+        .filter(|s| s.end() > now && Some(&s.id) != except)
+        .count();
+    open >= MAX_UPCOMING_COACHINGS_PER_ROOM
+}
+
+/// Drops the cancelled sessions that ended more than [`CANCELLED_KEPT_DAYS`] before `now`.
+fn purge(sessions: &mut Vec<CoachingSession>, now: Timestamp) {
+    let horizon = now - CANCELLED_KEPT_DAYS * 86_400_000;
+    sessions.retain(|s| s.status != CoachingStatus::Cancelled || s.end() > horizon);
+}
 
 use crate::auth::{Access, access_to};
 use crate::hub::Hub;
@@ -65,7 +91,7 @@ pub enum ScheduleError {
     Invalid(String),
     /// The room holds as many upcoming sessions as it may.
     #[error(
-        "{0} already has {MAX_UPCOMING_COACHINGS_PER_ROOM} upcoming sessions, the most a room may hold; cancel one first"
+        "{0} already has {MAX_UPCOMING_COACHINGS_PER_ROOM} sessions that have not ended (cancelled ones included), the most a room may hold"
     )]
     TooMany(RoomId),
     /// Sessions are not booked in this room (the staff room).
@@ -224,13 +250,10 @@ impl Schedule {
             .update(record.id.as_str(), move |sessions| {
                 let mut sessions = sessions.unwrap_or_default();
                 rules::check_free(&sessions, &booked, None)?;
-                let upcoming = sessions
-                    .iter()
-                    .filter(|s| s.status == CoachingStatus::Scheduled && s.end() > now)
-                    .count();
-                if upcoming >= MAX_UPCOMING_COACHINGS_PER_ROOM {
+                if full(&sessions, now, None) {
                     return Err(ScheduleError::TooMany(booked.room.clone()));
                 }
+                purge(&mut sessions, now);
                 sessions.push(booked.clone());
                 sessions.sort_by_key(|s| s.start);
                 Ok((Some(sessions), ()))
@@ -265,7 +288,11 @@ impl Schedule {
                 }
                 let new = change.apply(&old, now)?;
                 rules::check_free(&sessions, &new, Some(&id_owned))?;
+                if old.end() <= now && new.end() > now && full(&sessions, now, Some(&id_owned)) {
+                    return Err(ScheduleError::TooMany(new.room.clone()));
+                }
                 sessions[at] = new.clone();
+                purge(&mut sessions, now);
                 sessions.sort_by_key(|s| s.start);
                 Ok((Some(sessions), (new, old.start)))
             })
@@ -299,6 +326,7 @@ impl Schedule {
                 session.sequence += 1;
                 session.updated_at = now;
                 let cancelled = session.clone();
+                purge(&mut sessions, now);
                 Ok((Some(sessions), cancelled))
             })
             .await?;
@@ -363,5 +391,51 @@ impl Schedule {
             previous_start,
         });
         self.hub.to_people(&audience(room), &frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(n: usize, start: Timestamp, status: CoachingStatus) -> CoachingSession {
+        CoachingSession {
+            id: CoachingId::new(format!("cs-{n}")).unwrap(),
+            room: RoomId::new("trio-1").unwrap(),
+            title: "Session".into(),
+            agenda: String::new(),
+            start,
+            duration_min: 60,
+            time_zone: "Europe/Rome".into(),
+            status,
+            sequence: 0,
+            booked_by: PersonId::new("sara.moderator").unwrap(),
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn sessions_not_ended_count_whatever_their_status_and_old_cancelled_ones_go() {
+        let day = 86_400_000;
+        let now = 1_000 * day;
+        let mut sessions: Vec<CoachingSession> = (0..MAX_UPCOMING_COACHINGS_PER_ROOM)
+            .map(|n| session(n, now + day, CoachingStatus::Cancelled))
+            .collect();
+        assert!(full(&sessions, now, None));
+        // The session being changed is not counted against itself.
+        let changed = sessions[0].id.clone();
+        assert!(!full(&sessions, now, Some(&changed)));
+        sessions.truncate(MAX_UPCOMING_COACHINGS_PER_ROOM - 1);
+        assert!(!full(&sessions, now, None));
+
+        let old = CANCELLED_KEPT_DAYS * day + day;
+        let mut past = vec![
+            session(1, now - old, CoachingStatus::Cancelled),
+            session(2, now - old, CoachingStatus::Scheduled),
+            session(3, now - 2 * day, CoachingStatus::Cancelled),
+        ];
+        purge(&mut past, now);
+        let kept: Vec<&str> = past.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(kept, ["cs-2", "cs-3"]);
     }
 }

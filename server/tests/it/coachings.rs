@@ -1,12 +1,35 @@
-//! Booking limits over HTTP: upcoming sessions per room, bookings per person, the staff
+//! Booking limits over HTTP: sessions per room that have not ended (cancelled ones
+//! included), bookings per person, the staff
 //! room taking none, and sessions of another trio answered as absent whatever is asked.
 
 use chrono::{Days, Utc};
-use triad_protocol::CoachingSession;
 use triad_protocol::limits::MAX_UPCOMING_COACHINGS_PER_ROOM;
+use triad_protocol::{CoachingId, CoachingSession, CoachingStatus, PersonId, RoomId, Timestamp};
+use triad_server::store::Collection;
+use triad_server::store::docs::Docs;
+use triad_server::store::embedded::EmbeddedStore;
 
 use crate::calendar::http;
 use crate::harness::TestServer;
+
+const DAY: Timestamp = 86_400_000;
+
+/// A session of trio-1 stored as it is, starting at `start`.
+fn stored(id: &str, start: Timestamp, status: CoachingStatus) -> CoachingSession {
+    CoachingSession {
+        id: CoachingId::new(id).unwrap(),
+        room: RoomId::new("trio-1").unwrap(),
+        title: format!("Session {id}"),
+        agenda: String::new(),
+        start,
+        duration_min: 60,
+        time_zone: "Europe/London".into(),
+        status,
+        sequence: 0,
+        booked_by: PersonId::new("sara.moderator").unwrap(),
+        updated_at: 0,
+    }
+}
 
 /// A booking of `room` on day `day` from now at `hour`:00 UTC.
 fn booking(room: &str, day: u64, hour: u32) -> String {
@@ -53,6 +76,93 @@ async fn a_room_holds_a_bounded_number_of_upcoming_sessions() {
     // Another room is not affected.
     let (status, _, body) = book(&server, "sara.moderator", &booking("trio-2", 300, 9)).await;
     assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn cancelled_sessions_count_against_the_room_until_they_end() {
+    let server = TestServer::start().await;
+    let mut last = String::new();
+    for i in 0..MAX_UPCOMING_COACHINGS_PER_ROOM {
+        let (status, _, body) = book(
+            &server,
+            "sara.moderator",
+            &booking("trio-1", 1 + i as u64, 9),
+        )
+        .await;
+        assert_eq!(status, 201, "booking {i}: {body}");
+        let session: CoachingSession = serde_json::from_str(&body).unwrap();
+        last = session.id.as_str().to_owned();
+    }
+    let (status, _, body) = http(
+        server.addr,
+        "POST",
+        &format!("/api/coachings/{last}/cancel"),
+        Some(&server.token("sara.moderator")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Book, cancel, book again: the cancelled session still takes its place.
+    let (status, _, body) = book(&server, "sara.moderator", &booking("trio-1", 300, 9)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("\"code\":\"too_many_coachings\""), "{body}");
+}
+
+#[tokio::test]
+async fn an_ended_session_is_not_moved_into_a_full_room_and_old_cancelled_ones_are_dropped() {
+    let now = Utc::now().timestamp_millis();
+    let server = TestServer::start_seeded(async |store: &EmbeddedStore| {
+        let mut sessions = vec![
+            stored("cs-ended", now - 2 * DAY, CoachingStatus::Scheduled),
+            stored("cs-long-gone", now - 60 * DAY, CoachingStatus::Cancelled),
+        ];
+        sessions.extend((0..MAX_UPCOMING_COACHINGS_PER_ROOM).map(|i| {
+            let start = now + (i as Timestamp + 1) * DAY;
+            stored(&format!("cs-{i}"), start, CoachingStatus::Scheduled)
+        }));
+        Docs::new(store, Collection::Coachings)
+            .put("trio-1", &sessions)
+            .await
+            .unwrap();
+    })
+    .await;
+    let sara = server.token("sara.moderator");
+    let start = Utc::now()
+        .date_naive()
+        .checked_add_days(Days::new(400))
+        .unwrap();
+    let (status, _, body) = http(
+        server.addr,
+        "PATCH",
+        "/api/coachings/cs-ended",
+        Some(&sara),
+        Some(&format!(r#"{{"start": "{start}T09:00"}}"#)),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("\"code\":\"too_many_coachings\""), "{body}");
+    // An upcoming one still moves; the write drops the cancelled session that ended two
+    // months ago, and keeps the ended one.
+    let (status, _, body) = http(
+        server.addr,
+        "PATCH",
+        "/api/coachings/cs-0",
+        Some(&sara),
+        Some(&format!(r#"{{"start": "{start}T09:00"}}"#)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = http(
+        server.addr,
+        "GET",
+        "/api/coachings?room=trio-1",
+        Some(&sara),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("cs-long-gone"), "{body}");
+    assert!(body.contains("cs-ended"), "{body}");
 }
 
 #[tokio::test]

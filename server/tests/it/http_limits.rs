@@ -1,7 +1,8 @@
-//! HTTP limits over real sockets: a request body that does not arrive in time, the caps on
-//! connections (overall and per peer address), rate limits on the REST API and on sign-in,
-//! the headers every answer carries, bounded error messages, and `/metrics` on its own
-//! listener only.
+//! HTTP limits over real sockets: a request body that does not arrive in time or cannot be
+//! read, the caps on connections (overall and per peer address) and their answer, rate
+//! limits on the REST API (answered before the body is read) and on failed sign-ins (and
+//! only failed ones), the headers every answer carries, bounded error messages, `/metrics`
+//! on its own listener only, and the probes answered there.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -96,6 +97,21 @@ async fn a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closes(
 }
 
 #[tokio::test]
+async fn a_body_that_cannot_be_read_is_invalid_request_with_its_documented_status() {
+    let server = TestServer::start().await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(
+        b"POST /api/auth/redeem HTTP/1.1\r\nHost: triad\r\nContent-Type: application/json\r\n\
+          Transfer-Encoding: chunked\r\n\r\nnot-a-chunk-size\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let said = refused(tcp).await;
+    assert!(said.starts_with("HTTP/1.1 422 "), "{said}");
+    assert!(said.contains("\"code\":\"invalid_request\""), "{said}");
+}
+
+#[tokio::test]
 async fn over_a_connection_cap_new_connections_are_refused_and_open_ones_go_on() {
     let server = TestServer::start_with(|config| {
         config.max_connections = 3;
@@ -112,9 +128,18 @@ async fn over_a_connection_cap_new_connections_are_refused_and_open_ones_go_on()
         .await
         .unwrap();
 
-    // A third from the same address is over the per-peer cap.
-    let said = refused(connect_from("127.0.0.1", server.addr).await).await;
+    // A third from the same address is over the per-peer cap; its answer arrives even
+    // though it sent a request the server does not read (no reset loses it).
+    let mut third = connect_from("127.0.0.1", server.addr).await;
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: triad\r\nX-Padding: {}\r\n\r\n",
+        "p".repeat(2000)
+    );
+    third.write_all(request.as_bytes()).await.unwrap();
+    let said = refused(third).await;
     assert!(said.starts_with("HTTP/1.1 503 "), "{said:?}");
+    assert!(said.contains("Retry-After: 5\r\n"), "{said:?}");
+    assert!(said.ends_with("too many connections\r\n"), "{said:?}");
     // Another address still gets in, up to the overall cap.
     let mut other = BufReader::new(connect_from("127.0.0.2", server.addr).await);
     other.get_mut().write_all(HEALTHZ).await.unwrap();
@@ -136,6 +161,9 @@ async fn sign_in_attempts_are_rate_limited_per_address() {
         config.sign_in_rate_per_minute = 1;
     })
     .await;
+    let before = server.metrics().await;
+    let failures_before = counter(&before, "triad_sign_in_failures_total");
+    let limited_before = counter(&before, SIGN_IN_LIMITED);
     for i in 0..3 {
         let (status, _, body) = http(
             server.addr,
@@ -174,17 +202,112 @@ async fn sign_in_attempts_are_rate_limited_per_address() {
     .await;
     assert_eq!(status, 429, "{body}");
 
-    // Each refused sign-in was counted.
+    // Each refused sign-in was counted, and each answer 429 (the recorder is shared by
+    // every server of the process: the increase is what counts).
     let metrics = server.metrics().await;
-    let failures = metrics
+    let failures = counter(&metrics, "triad_sign_in_failures_total") - failures_before;
+    assert!(failures >= 3.0, "{metrics}");
+    let limited = counter(&metrics, SIGN_IN_LIMITED) - limited_before;
+    assert!(limited >= 2.0, "{metrics}");
+}
+
+/// The value of the counter `series` (name and labels) in a `/metrics` text; 0 if absent.
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
         .lines()
-        .find_map(|l| l.strip_prefix("triad_sign_in_failures_total "))
-        .expect("the failure counter");
-    assert!(failures.trim().parse::<f64>().unwrap() >= 3.0, "{metrics}");
-    assert!(
-        metrics.contains("triad_rate_limited_total{limit=\"sign_in\"}"),
-        "{metrics}"
-    );
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+const SIGN_IN_LIMITED: &str = "triad_rate_limited_total{limit=\"sign_in\"}";
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[tokio::test]
+async fn only_failed_sign_ins_count_against_the_address() {
+    let server = TestServer::start_with(|config| {
+        config.sign_in_burst = 3;
+        config.sign_in_rate_per_minute = 1;
+    })
+    .await;
+    let (status, _, body) = http(
+        server.addr,
+        "POST",
+        "/api/invitations",
+        Some(&server.token("david.coordinator")),
+        Some(r#"{"person":"anna.jensen"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let code = json(&body)["code"].as_str().unwrap().to_owned();
+    let (status, _, body) = http(
+        server.addr,
+        "POST",
+        "/api/auth/redeem",
+        None,
+        Some(&format!(r#"{{"code":"{code}"}}"#)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut refresh = json(&body)["refresh_token"].as_str().unwrap().to_owned();
+    // Every page load of everyone behind one school's NAT refreshes: far over the burst,
+    // all from one address, and all answered.
+    for i in 0..20 {
+        let (status, _, body) = http(
+            server.addr,
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(&format!(r#"{{"refresh_token":"{refresh}"}}"#)),
+        )
+        .await;
+        assert_eq!(status, 200, "refresh {i}: {body}");
+        refresh = json(&body)["refresh_token"].as_str().unwrap().to_owned();
+    }
+    // Guessing is still limited: failures take the budget, then 429.
+    let mut answers = Vec::new();
+    for i in 0..5 {
+        let (status, _, _) = http(
+            server.addr,
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(&format!(r#"{{"refresh_token":"guess-{i}"}}"#)),
+        )
+        .await;
+        answers.push(status);
+    }
+    assert_eq!(answers[..3], [401, 401, 401], "{answers:?}");
+    assert_eq!(answers[3..], [429, 429], "{answers:?}");
+    // Signing out with a guessed token counts the same way.
+    let (status, _, body) = http(
+        server.addr,
+        "POST",
+        "/api/auth/sign-out",
+        None,
+        Some(r#"{"refresh_token":"guess"}"#),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+}
+
+#[tokio::test]
+async fn the_metrics_listener_answers_the_probes() {
+    let server = TestServer::start_with(|config| {
+        // The public listener is full: one connection held open.
+        config.max_connections = 1;
+    })
+    .await;
+    let _held = TcpStream::connect(server.addr).await.unwrap();
+    let said = refused(TcpStream::connect(server.addr).await.unwrap()).await;
+    assert!(said.starts_with("HTTP/1.1 503 "), "{said:?}");
+    let metrics = server.metrics_addr.expect("a metrics listener");
+    let (status, _, body) = http(metrics, "GET", "/healthz", None, None).await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, _, body) = http(metrics, "GET", "/readyz", None, None).await;
+    assert_eq!((status, body.as_str()), (200, "ready"));
 }
 
 #[tokio::test]
@@ -207,6 +330,15 @@ async fn api_calls_are_rate_limited_per_person() {
         headers.iter().any(|(k, _)| k == "retry-after"),
         "{headers:?}"
     );
+    // Over the limit, a call is answered at once, before its body arrives.
+    let mut tcp = BufReader::new(TcpStream::connect(server.addr).await.unwrap());
+    let request = format!(
+        "POST /api/coachings HTTP/1.1\r\nHost: triad\r\nAuthorization: Bearer {anna}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{"
+    );
+    tcp.get_mut().write_all(request.as_bytes()).await.unwrap();
+    let (status, _, body) = answer(&mut tcp).await;
+    assert_eq!(status, 429, "{body}");
     // Someone else, from the same address, has their own budget.
     let (status, _, body) = http(
         server.addr,

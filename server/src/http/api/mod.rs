@@ -24,7 +24,7 @@ use serde::Serialize;
 use triad_protocol::limits::MAX_ERROR_MESSAGE_CHARS;
 use triad_protocol::{ErrorCode, PersonInfo, Role};
 
-use crate::auth::GrantError;
+use crate::auth::{GrantError, Verified};
 use crate::gateway::Gateway;
 use crate::schedule::ScheduleError;
 use crate::store::StoreError;
@@ -215,6 +215,11 @@ where
     }
 }
 
+/// The verified bearer token of a call, put in the request's extensions by the rate limits
+/// ([`super::limits`]) so that [`Caller`] need not verify it again.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken(pub Verified);
+
 /// The person calling, from their bearer token: verified, not revoked, in the programme.
 pub struct Caller(pub PersonInfo);
 
@@ -236,21 +241,27 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
         parts: &mut Parts,
         gateway: &Arc<Gateway>,
     ) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::NotAuthenticated,
-                    "send Authorization: Bearer <access token>",
-                )
-            })?;
-        let verified = gateway
-            .verifier
-            .verify(token.trim())
-            .map_err(|err| ApiError::new(err.code(), err.to_string()))?;
+        // Verified once, by the rate limits in front of every endpoint.
+        let verified = match parts.extensions.get::<VerifiedToken>() {
+            Some(VerifiedToken(verified)) => verified.clone(),
+            None => {
+                let token = parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.strip_prefix("Bearer "))
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::NotAuthenticated,
+                            "send Authorization: Bearer <access token>",
+                        )
+                    })?;
+                gateway
+                    .verifier
+                    .verify(token.trim())
+                    .map_err(|err| ApiError::new(err.code(), err.to_string()))?
+            }
+        };
         gateway.grants.check(&verified).await?;
         let person = gateway
             .store
