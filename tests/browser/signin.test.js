@@ -118,6 +118,11 @@ describe('staying signed in', { timeout: 180_000 }, () => {
           String(ACCESS_TTL_SECS),
           '--jwt-leeway-secs',
           String(LEEWAY_SECS),
+          // These tests send many refused sign-in calls on purpose (other origins, no CSRF
+          // header, copied tokens), all from one address; the limit itself is tested with
+          // the server's REST tests.
+          '--sign-in-burst',
+          '1000',
         ],
       }),
       launchBrowser(),
