@@ -147,6 +147,16 @@ impl Server {
         self.listener.local_addr().unwrap_or(self.config.listen)
     }
 
+    /// The node's hub: which of its sessions are in which room (read by tests).
+    pub fn hub(&self) -> Arc<Hub> {
+        self.gateway.hub.clone()
+    }
+
+    /// The node's open websocket sessions (read by tests).
+    pub fn sessions(&self) -> tokio_util::task::TaskTracker {
+        self.gateway.sessions.clone()
+    }
+
     /// The address `/metrics` is served on, if it is.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener
