@@ -122,6 +122,7 @@ impl Server {
                 access_ttl: config.access_ttl,
                 refresh_ttl: config.refresh_ttl,
                 invitation_ttl: config.invitation_ttl,
+                revocation_leeway: config.jwt.leeway,
             },
         ));
         let mailer = Arc::new(Mailer::from_config(&config, store.clone())?);
