@@ -216,6 +216,7 @@ async fn pipelined_sends_in_a_stall_are_all_answered_by_the_first_ones_deadline(
     })
     .await;
     let (mut anna, _) = server.signed_in("anna.jensen").await;
+    let exceeded_before = deadlines_exceeded(&server).await;
     // Eight sends answered one deadline after another would take 2.4 s: longer than the
     // pause. Each one's deadline runs from when it was read, so all are answered at about
     // the first one's.
@@ -240,6 +241,16 @@ async fn pipelined_sends_in_a_stall_are_all_answered_by_the_first_ones_deadline(
         "every send was answered during the pause"
     );
     stalled.await.unwrap();
+    // Counted (tests in this process share the counter: it grew by at least these).
+    assert!(deadlines_exceeded(&server).await >= exceeded_before + 8);
+}
+
+/// `triad_store_deadline_exceeded_total`, as `/metrics` says.
+async fn deadlines_exceeded(server: &TestServer) -> u64 {
+    let text = server.metrics().await;
+    text.lines()
+        .find_map(|line| line.strip_prefix("triad_store_deadline_exceeded_total "))
+        .map_or(0, |value| value.trim().parse().unwrap())
 }
 
 #[tokio::test]
