@@ -450,20 +450,25 @@ mod tests {
 /// passed. Logged at most once a second: in a stall every session's requests time out
 /// together.
 pub fn store_deadline_exceeded() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST_LOGGED_MS: AtomicU64 = AtomicU64::new(0);
+    static LAST_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     counter!(STORE_DEADLINE_EXCEEDED).increment(1);
-    let now = u64::try_from(crate::store::now_ms()).unwrap_or(0);
-    let last = LAST_LOGGED_MS.load(Ordering::Relaxed);
-    if now.saturating_sub(last) >= 1000
-        && LAST_LOGGED_MS
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    if once_a_second(&LAST_LOGGED) {
         tracing::warn!(
             "store did not answer within the deadline (counted in {STORE_DEADLINE_EXCEEDED})"
         );
     }
+}
+
+/// Whether something last let through at `last` (ms since the Unix epoch) may be logged
+/// again: true at most once a second; then `last` is now.
+pub fn once_a_second(last: &std::sync::atomic::AtomicU64) -> bool {
+    use std::sync::atomic::Ordering;
+    let now = u64::try_from(crate::store::now_ms()).unwrap_or(0);
+    let before = last.load(Ordering::Relaxed);
+    now.saturating_sub(before) >= 1000
+        && last
+            .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// A session closed as too slow, counted in `triad_sessions_closing_slow` until dropped.

@@ -93,6 +93,15 @@ impl From<StoreError> for Refusal {
             StoreError::UnknownRoom(room) => {
                 Self::new(ErrorCode::UnknownRoom, format!("no room {room}")).in_room(&room)
             }
+            StoreError::Unavailable(_) => {
+                // In an outage every request fails alike: logged at most once a second.
+                static LAST_LOGGED: std::sync::atomic::AtomicU64 =
+                    std::sync::atomic::AtomicU64::new(0);
+                if crate::metrics::once_a_second(&LAST_LOGGED) {
+                    tracing::warn!(error = %err, "store unavailable");
+                }
+                Self::new(ErrorCode::StoreUnavailable, STORE_UNAVAILABLE)
+            }
             other => {
                 tracing::warn!(error = %other, "store failed");
                 Self::new(ErrorCode::StoreUnavailable, STORE_UNAVAILABLE)
