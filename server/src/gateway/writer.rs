@@ -301,3 +301,23 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_the_cap_of_sessions_wait_out_the_long_slow_close() {
+        let held: Vec<SlowClose> = std::iter::from_fn(SlowClose::take)
+            .take(MAX_SLOW_CLOSES + 1)
+            .collect();
+        assert_eq!(
+            held.len(),
+            MAX_SLOW_CLOSES,
+            "the one past the cap gets none"
+        );
+        assert!(SlowClose::take().is_none());
+        drop(held);
+        assert!(SlowClose::take().is_some(), "places are given back");
+    }
+}
