@@ -389,3 +389,67 @@ async fn typing_sent_right_after_a_join_waits_for_it() {
     let answer = sara.answer(typing).await;
     assert!(matches!(answer, ServerMessage::Ok), "{answer:?}");
 }
+
+/// A proxy in front of a real Redis that, once `slow` is set, holds each reply `delay`
+/// before passing it on: a store that answers every call, slowly. Returns its URL.
+async fn slow_proxy(
+    redis: &RedisProcess,
+    delay: Duration,
+    slow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let port = redis.port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut upstream_read, mut upstream_write) = upstream.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
+            });
+            let slow = slow.clone();
+            tokio::spawn(async move {
+                let mut chunk = vec![0_u8; 64 * 1024];
+                while let Ok(read) = upstream_read.read(&mut chunk).await {
+                    if read == 0 {
+                        break;
+                    }
+                    if slow.load(Ordering::Relaxed) {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if client_write.write_all(&chunk[..read]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("redis://{addr}")
+}
+
+#[tokio::test]
+async fn signing_in_on_a_slow_store_is_bounded_by_one_deadline_for_all_its_calls() {
+    let redis = redis().await;
+    let slow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let proxy = slow_proxy(&redis, Duration::from_millis(150), slow.clone()).await;
+    let server = TestServer::start_on_redis(&redis.url, |c| {
+        c.store = proxy;
+        c.store_deadline = Duration::from_millis(500);
+    })
+    .await;
+    let (_anna, _) = server.signed_in("anna.jensen").await;
+    // Every store call now takes 150 ms, well within the deadline; signing in takes
+    // more than three of them, so more than the deadline in all.
+    slow.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut raw = server.raw().await;
+    let answer = raw
+        .call(Request::Hello {
+            token: server.token("marco.rossi"),
+            resume: vec![],
+        })
+        .await;
+    assert_error(&answer, ErrorCode::StoreUnavailable);
+    assert_eq!(raw.closed().await, Some(1013), "try again later");
+}
