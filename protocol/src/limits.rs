@@ -60,7 +60,14 @@ pub const REQUEST_BURST: u32 = 200;
 /// Requests needing the store that a session may have waiting at once. They are answered
 /// one at a time, in order; while this many wait, the server reads no more frames from the
 /// session (requests that need no store, such as `typing`, are answered at once otherwise).
+/// Call requests wait in a queue of their own, bounded the same way.
 pub const MAX_PENDING_STORE_REQUESTS: usize = 16;
+
+/// Bytes of request frames (their text) a session may have waiting at once, over the store
+/// and call queues together; while this much waits, the server reads no more frames from
+/// the session.
+pub const MAX_PENDING_REQUEST_BYTES: usize = 256 * 1024;
+const _: () = assert!(MAX_PENDING_REQUEST_BYTES >= MAX_FRAME_BYTES);
 
 /// Seconds a new connection has to send `hello` before it is closed.
 pub const HELLO_TIMEOUT_SECS: u64 = 5;

@@ -129,11 +129,14 @@ pub struct Config {
     pub coaching_changes_per_hour: u32,
     /// Bookings, moves and cancellations of coaching sessions per person in a burst.
     pub coaching_changes_burst: u32,
-    /// The deadline of every store call made for a websocket request (and for signing in):
-    /// one not answered by then is answered `store_unavailable`.
+    /// The deadline of a websocket request's store calls, from when it was read (and of all
+    /// the store calls of signing in together): past it, the request is answered
+    /// `store_unavailable`.
     pub store_deadline: Duration,
     /// How long a session closed as too slow (4008) has to read what is already on its
-    /// way and the close frame, before its connection is dropped.
+    /// way and the close frame, before its connection is dropped. Only
+    /// `gateway::writer::MAX_SLOW_CLOSES` sessions at once wait this long, and a shutdown cuts
+    /// it to the short close deadline, so it may be longer than `shutdown_timeout`.
     pub slow_close_deadline: Duration,
     /// How often the store is probed for `/readyz`.
     pub readiness_interval: Duration,

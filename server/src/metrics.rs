@@ -24,6 +24,8 @@
 //! | `triad_replayed_events_total` | counter | events written from history when a session starts or resumes a room |
 //! | `triad_gaps_filled_total` | counter | gaps in a room's live stream that a session filled from the store |
 //! | `triad_redis_errors_total` | counter | Redis requests that failed: refused, dropped, timed out or answered unexpectedly |
+//! | `triad_store_deadline_exceeded_total` | counter | websocket requests and sign-ins answered `store_unavailable` because the store deadline passed |
+//! | `triad_sessions_closing_slow` | gauge | sessions closed as too slow (4008) whose close frame is still on its way |
 //! | `triad_calls` | gauge | calls in progress on this node |
 //! | `triad_call_participants` | gauge | participants of this node's calls (one whose connection dropped counts during its grace period) |
 //! | `triad_calls_started_total` | counter | calls started on this node |
@@ -44,6 +46,10 @@ use triad_protocol::RoomKind;
 
 use crate::store::{Appended, StoreError};
 
+/// `triad_store_deadline_exceeded_total`.
+pub const STORE_DEADLINE_EXCEEDED: &str = "triad_store_deadline_exceeded_total";
+/// `triad_sessions_closing_slow`.
+pub const SESSIONS_CLOSING_SLOW: &str = "triad_sessions_closing_slow";
 /// `triad_build_info{version}`.
 pub const BUILD_INFO: &str = "triad_build_info";
 /// `triad_connections`.
@@ -175,6 +181,14 @@ fn describe() {
     );
     describe_counter!(GAPS_FILLED, "Gaps in a live stream filled from the store.");
     describe_counter!(REDIS_ERRORS, "Redis requests that failed.");
+    describe_counter!(
+        STORE_DEADLINE_EXCEEDED,
+        "Requests answered store_unavailable because the store deadline passed."
+    );
+    describe_gauge!(
+        SESSIONS_CLOSING_SLOW,
+        "Sessions closed as too slow whose close frame is still on its way."
+    );
     describe_gauge!(CALLS, "Calls in progress on this node.");
     describe_gauge!(CALL_PARTICIPANTS, "Sessions of this node in a call.");
     describe_counter!(CALLS_STARTED, "Calls started on this node.");
@@ -205,7 +219,13 @@ fn describe() {
     for kind in [RoomKind::Trio, RoomKind::Commons, RoomKind::Staff] {
         gauge!(SESSIONS, "room_kind" => kind_label(kind)).increment(0.0);
     }
-    for name in [CONNECTIONS, CALLS, CALL_PARTICIPANTS, DRAINING] {
+    for name in [
+        CONNECTIONS,
+        CALLS,
+        CALL_PARTICIPANTS,
+        DRAINING,
+        SESSIONS_CLOSING_SLOW,
+    ] {
         gauge!(name).increment(0.0);
     }
     for name in [
@@ -218,6 +238,7 @@ fn describe() {
         REPLAYED_EVENTS,
         GAPS_FILLED,
         REDIS_ERRORS,
+        STORE_DEADLINE_EXCEEDED,
         CALLS_STARTED,
         DRAIN_CLOSED_SESSIONS,
         SIGN_IN_FAILURES,
@@ -423,4 +444,46 @@ mod tests {
             .count();
         assert_eq!(documented.len(), defined, "one table row per metric");
     }
+}
+
+/// A request or a sign-in was answered `store_unavailable` because the store deadline
+/// passed. Logged at most once a second: in a stall every session's requests time out
+/// together.
+pub fn store_deadline_exceeded() {
+    static LAST_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    counter!(STORE_DEADLINE_EXCEEDED).increment(1);
+    if once_a_second(&LAST_LOGGED) {
+        tracing::warn!(
+            "store did not answer within the deadline (counted in {STORE_DEADLINE_EXCEEDED})"
+        );
+    }
+}
+
+/// Whether something last let through at `last` (ms since the Unix epoch) may be logged
+/// again: true at most once a second; then `last` is now.
+pub fn once_a_second(last: &std::sync::atomic::AtomicU64) -> bool {
+    use std::sync::atomic::Ordering;
+    let now = u64::try_from(crate::store::now_ms()).unwrap_or(0);
+    let before = last.load(Ordering::Relaxed);
+    now.saturating_sub(before) >= 1000
+        && last
+            .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// A session closed as too slow, counted in `triad_sessions_closing_slow` until dropped.
+#[derive(Debug)]
+#[must_use = "the session counts only while this is held"]
+pub struct ClosingSlow(());
+
+impl Drop for ClosingSlow {
+    fn drop(&mut self) {
+        gauge!(SESSIONS_CLOSING_SLOW).decrement(1.0);
+    }
+}
+
+/// A session closed as too slow starts waiting for its close frame to go out.
+pub fn closing_slow() -> ClosingSlow {
+    gauge!(SESSIONS_CLOSING_SLOW).increment(1.0);
+    ClosingSlow(())
 }

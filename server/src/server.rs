@@ -126,6 +126,7 @@ impl Server {
                 access_ttl: config.access_ttl,
                 refresh_ttl: config.refresh_ttl,
                 invitation_ttl: config.invitation_ttl,
+                revocation_leeway: config.jwt.leeway,
             },
         ));
         let mailer = Arc::new(Mailer::from_config(&config, store.clone())?);
@@ -149,6 +150,16 @@ impl Server {
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// The node's hub: which of its sessions are in which room (read by tests).
+    pub fn hub(&self) -> Arc<Hub> {
+        self.gateway.hub.clone()
+    }
+
+    /// The node's open websocket sessions (read by tests).
+    pub fn sessions(&self) -> tokio_util::task::TaskTracker {
+        self.gateway.sessions.clone()
     }
 
     /// The address `/metrics` is served on, if it is.

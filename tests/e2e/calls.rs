@@ -1,7 +1,8 @@
 //! Calls across nodes: two server processes on one real Redis, trio members connected to
 //! different nodes sharing one call (state, signals, leaving, a welcome on a third
-//! session), the node holding the call killed under it, and a real WebRTC connection
-//! between call agents on different nodes.
+//! session), the node holding the call killed under it, a message not held up by a call
+//! request waiting for a frozen node, and a real WebRTC connection between call agents on
+//! different nodes.
 
 use std::time::Duration;
 
@@ -272,4 +273,33 @@ async fn a_call_left_by_a_killed_node_does_not_hold_its_room() {
     assert_ne!(started.call.id, old);
     assert_eq!(people(&started.call), ["marco.rossi"]);
     drop(b);
+}
+
+#[tokio::test]
+async fn a_call_request_waiting_for_a_frozen_node_holds_up_no_message() {
+    let redis = redis().await;
+    let (a, b, _dirs) = two_nodes(&redis).await;
+    let (anna, mut anna_events) = connect(&a, "anna.jensen").await;
+    let (marco, mut marco_events) = connect(&b, "marco.rossi").await;
+    online(&mut anna_events, "marco.rossi").await;
+    // Node A holds the call, and node B knows it.
+    anna.call_start(&trio()).await.unwrap();
+    call_state(&mut marco_events, |s| s.participants.len() == 1).await;
+    a.freeze().await;
+
+    // Marco's start is forwarded to node A, which does not answer; his message, sent
+    // after it, is stored and acknowledged first, while the start waits.
+    let room = trio();
+    let joining = marco.call_start(&room);
+    tokio::pin!(joining);
+    tokio::select! {
+        biased;
+        joined = &mut joining => panic!("the call request was answered first: {joined:?}"),
+        ack = marco.send(&room, "sent while a call request waits") => {
+            ack.unwrap();
+        }
+    }
+    // It is answered once node A is taken for lost (a call of Marco's own, then).
+    let _ = joining.await;
+    a.thaw().await;
 }

@@ -138,6 +138,26 @@ impl Node {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// SIGSTOP: the node stops answering anything, its connections left open.
+    pub async fn freeze(&self) {
+        self.signal("-STOP").await;
+    }
+
+    /// SIGCONT: a frozen node goes on.
+    pub async fn thaw(&self) {
+        self.signal("-CONT").await;
+    }
+
+    async fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// SIGKILL: no shutdown, no flush, nothing.
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();

@@ -303,6 +303,13 @@ mod tests {
             refused(ErrorCode::StoreUnavailable, String::new(), Some(1013)).retry,
             "a store outage at sign-in is retried"
         );
+        // The close code decides, whatever the error: 1013 says "try again later".
+        assert!(!ErrorCode::UnknownPerson.is_retryable());
+        assert!(
+            refused(ErrorCode::UnknownPerson, String::new(), Some(1013)).retry,
+            "a refusal closed with 1013 is retried"
+        );
+        assert!(!refused(ErrorCode::UnknownPerson, String::new(), Some(4001)).retry);
         assert!(CloseCode::TRY_AGAIN_LATER.should_reconnect());
         assert!(refused(ErrorCode::Internal, String::new(), Some(4001)).retry);
     }

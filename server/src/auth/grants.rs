@@ -40,6 +40,9 @@ pub struct GrantSettings {
     pub refresh_ttl: Duration,
     /// An invitation's lifetime, unless the coordinator asks for another.
     pub invitation_ttl: Duration,
+    /// The clock leeway of tokens (`jwt.leeway`): a revocation is stamped this far ahead,
+    /// so a token minted just before it by a node whose clock runs ahead is void too.
+    pub revocation_leeway: Duration,
 }
 
 /// Why a sign-in, refresh or revocation failed.
@@ -349,10 +352,13 @@ impl Grants {
                 ));
             }
         };
+        // Refresh grants are compared with when the revocation happened, not with its
+        // stamp, which is the clock leeway ahead (for access tokens minted elsewhere).
+        let leeway = ms(self.settings.revocation_leeway);
         if self
             .revoked_at(&person)
             .await?
-            .is_some_and(|at| issued_at <= at)
+            .is_some_and(|at| issued_at <= at.saturating_sub(leeway))
         {
             return Err(GrantError::Revoked(
                 "access was withdrawn; sign in again".into(),
@@ -397,8 +403,8 @@ impl Grants {
             .as_ref()
             .map_err(|why| GrantError::NoSigningKey(why.clone()))?;
         // A token's `iat` is in whole seconds and one at or before the second of the
-        // person's last revocation is refused: a token issued after a revocation in the
-        // same second carries the next second.
+        // person's last revocation is refused: a token issued after a revocation (stamped
+        // the clock leeway ahead) carries the second after the stamp.
         let min_iat = self
             .revoked_at(person)
             .await?
@@ -450,7 +456,7 @@ impl Grants {
     /// Voids every token of `person` issued until now, drops their refresh grants, and
     /// closes their connections on every node.
     pub async fn revoke(&self, person: &PersonId) -> Result<(), GrantError> {
-        revoke_offline(self.store.as_ref(), person).await?;
+        revoke_offline(self.store.as_ref(), person, self.settings.revocation_leeway).await?;
         self.hub.revoke(person, REASON_WITHDRAWN);
         tracing::info!(%person, "access revoked");
         Ok(())
@@ -459,7 +465,7 @@ impl Grants {
     /// The person signs out on every device: as [`Grants::revoke`], with the close reason
     /// saying so, so their other pages can tell them what happened.
     pub async fn sign_out_everywhere(&self, person: &PersonId) -> Result<(), GrantError> {
-        revoke_offline(self.store.as_ref(), person).await?;
+        revoke_offline(self.store.as_ref(), person, self.settings.revocation_leeway).await?;
         self.hub.revoke(person, REASON_SIGNED_OUT);
         tracing::info!(%person, "signed out on every device");
         Ok(())
@@ -474,16 +480,22 @@ fn revoked_second(at: Timestamp) -> u64 {
 
 /// Voids every token of `person` issued until now and drops their refresh grants and
 /// calendar feed key, in the store only (connections are closed by [`Grants::revoke`]).
+///
+/// The revocation is stamped `leeway` ahead of this node's clock: a token minted just
+/// before it on a node whose clock runs ahead (by up to the leeway) is void too. Tokens
+/// minted after it carry an `iat` past the stamp (see [`Grants`]' minting), so signing in
+/// again right away works.
 pub async fn revoke_offline(
     store: &dyn crate::store::Store,
     person: &PersonId,
+    leeway: Duration,
 ) -> Result<(), StoreError> {
     let revocations: Docs<'_, Revocation> = Docs::new(store, Collection::Revocations);
     revocations
         .put(
             person.as_str(),
             &Revocation {
-                revoked_at: now_ms(),
+                revoked_at: now_ms().saturating_add(ms(leeway)),
             },
         )
         .await?;

@@ -4,10 +4,15 @@
 //!
 //! The session keeps reading while a request waits for the store. Requests that need the
 //! store run one after another on the session's store lane (so their answers keep their
-//! order), each within the store deadline; at most [`limits::MAX_PENDING_STORE_REQUESTS`] wait
-//! there, and the session reads no further while the lane is full. Requests that need no
-//! store (typing in a room the person is in, presence, ping) are answered at once, ahead of
-//! store requests still waiting.
+//! order), each by the store deadline counted from when it was read: once one times out,
+//! those still waiting whose deadline has passed are answered at once. Call requests run on
+//! a lane of their own, bounded by the calls' deadlines, so a call forwarded to a node that
+//! does not answer holds up no chat. Each lane holds at most
+//! [`limits::MAX_PENDING_STORE_REQUESTS`] requests, both together at most
+//! [`limits::MAX_PENDING_REQUEST_BYTES`] of frame text; the session reads no further while
+//! either is full. Requests that need no store (typing in a room the person is in, with no
+//! `join` or `leave` of it waiting; presence; ping) are answered at once, ahead of requests
+//! still waiting.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -77,7 +82,7 @@ impl Refusal {
 impl Refusal {
     /// The store did not answer within the deadline.
     pub fn store_timeout() -> Self {
-        tracing::warn!("store did not answer within the deadline");
+        crate::metrics::store_deadline_exceeded();
         Self::new(ErrorCode::StoreUnavailable, STORE_UNAVAILABLE)
     }
 }
@@ -87,6 +92,15 @@ impl From<StoreError> for Refusal {
         match err {
             StoreError::UnknownRoom(room) => {
                 Self::new(ErrorCode::UnknownRoom, format!("no room {room}")).in_room(&room)
+            }
+            StoreError::Unavailable(_) => {
+                // In an outage every request fails alike: logged at most once a second.
+                static LAST_LOGGED: std::sync::atomic::AtomicU64 =
+                    std::sync::atomic::AtomicU64::new(0);
+                if crate::metrics::once_a_second(&LAST_LOGGED) {
+                    tracing::warn!(error = %err, "store unavailable");
+                }
+                Self::new(ErrorCode::StoreUnavailable, STORE_UNAVAILABLE)
             }
             other => {
                 tracing::warn!(error = %other, "store failed");
@@ -130,7 +144,7 @@ impl From<GrantError> for Refusal {
 
 type Reply = Result<ServerMessage, Refusal>;
 
-/// A store request being answered on the lane: its id and its answer.
+/// A request being answered on a lane: its id and its answer.
 type Job = Pin<Box<dyn Future<Output = (Option<RequestId>, Reply)> + Send>>;
 
 /// What the reading loop does with a decoded request.
@@ -138,7 +152,72 @@ enum Route {
     /// Answered at once: it needs no store.
     Now(Request),
     /// Queued on the store lane.
-    Lane(Request),
+    Store(Request),
+    /// Queued on the call lane.
+    Call(Request),
+}
+
+/// A request waiting on a lane.
+struct Queued {
+    id: Option<RequestId>,
+    request: Request,
+    /// When it was read: its store deadline runs from here.
+    read_at: Instant,
+    /// The length of its frame's text.
+    bytes: usize,
+}
+
+/// Requests answered one after another, in the order they were read: the store lane, and
+/// the call lane beside it (so a call forwarded to a node that does not answer holds up no
+/// chat).
+#[derive(Default)]
+struct Lane {
+    queue: VecDeque<Queued>,
+    running: Option<Job>,
+    /// The frame length of the running request.
+    running_bytes: usize,
+    /// The room of the running request if it is a `join` or a `leave`.
+    running_room: Option<RoomId>,
+}
+
+impl Lane {
+    /// Requests waiting or running.
+    fn pending(&self) -> usize {
+        self.queue.len() + usize::from(self.running.is_some())
+    }
+
+    /// Frame bytes waiting or running.
+    fn bytes(&self) -> usize {
+        self.running_bytes + self.queue.iter().map(|q| q.bytes).sum::<usize>()
+    }
+
+    /// Whether a `join` or `leave` of `room` waits or runs here: a `typing` there must wait
+    /// for it.
+    fn changes_access_to(&self, room: &RoomId) -> bool {
+        self.running_room.as_ref() == Some(room)
+            || self
+                .queue
+                .iter()
+                .any(|q| access_change_of(&q.request) == Some(room))
+    }
+
+    /// The next answer of the running request; never, if none runs.
+    async fn finished(&mut self) -> (Option<RequestId>, Reply) {
+        let answer = match self.running.as_mut() {
+            Some(job) => job.await,
+            None => std::future::pending().await,
+        };
+        self.running = None;
+        self.running_bytes = 0;
+        self.running_room = None;
+        answer
+    }
+
+    /// Waits for the running request, if any.
+    async fn finish_running(&mut self) -> Option<(Option<RequestId>, Reply)> {
+        self.running.is_some().then_some(())?;
+        Some(self.finished().await)
+    }
 }
 
 /// An authenticated session's state, shared by its reading loop and its store lane.
@@ -167,37 +246,32 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The next answer of the running store request; never, if none runs.
-async fn finished(running: &mut Option<Job>) -> (Option<RequestId>, Reply) {
-    match running.as_mut() {
-        Some(job) => job.await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Session {
     /// Reads and answers requests until the connection ends, then leaves every room.
     pub async fn serve(self: Arc<Self>, mut stream: Stream) {
         let gateway = self.gateway.clone();
         let control = self.control.clone();
-        let mut lane: VecDeque<(Option<RequestId>, Request)> = VecDeque::new();
-        let mut running: Option<Job> = None;
+        let mut store = Lane::default();
+        let mut calls = Lane::default();
         loop {
-            if running.is_none()
-                && let Some((id, request)) = lane.pop_front()
+            self.start_next_store_request(&mut store);
+            if calls.running.is_none()
+                && let Some(queued) = calls.queue.pop_front()
             {
-                running = Some(Box::pin(self.clone().answer_from_store(id, request)));
+                calls.running_bytes = queued.bytes;
+                calls.running = Some(Box::pin(
+                    self.clone().answer_call(queued.id, queued.request),
+                ));
             }
-            let pending = lane.len() + usize::from(running.is_some());
+            let readable = store.pending() < limits::MAX_PENDING_STORE_REQUESTS
+                && calls.pending() < limits::MAX_PENDING_STORE_REQUESTS
+                && store.bytes() + calls.bytes() < limits::MAX_PENDING_REQUEST_BYTES;
             let expiry = tokio::time::sleep_until((*locked(&self.expires_at)).into());
             let message = tokio::select! {
                 () = control.closed() => break,
                 () = gateway.shutdown.cancelled() => {
-                    // The request being answered is answered first.
-                    if let Some(job) = running.take() {
-                        let (id, reply) = job.await;
-                        self.reply(id, reply);
-                    }
+                    // The requests being answered are answered first.
+                    self.finish_lanes(&mut store, &mut calls).await;
                     crate::metrics::drain_closed_session();
                     control.close(CloseCode::GOING_AWAY, "server shutting down: reconnect");
                     break;
@@ -207,17 +281,33 @@ impl Session {
                     control.close(CloseCode::TOKEN_EXPIRED, "token expired");
                     break;
                 }
-                (id, reply) = finished(&mut running) => {
-                    running = None;
+                (id, reply) = store.finished() => {
+                    let timed_out = is_store_timeout(&reply);
+                    self.reply(id, reply);
+                    if timed_out {
+                        self.expire_waiting(&mut store);
+                    }
+                    continue;
+                }
+                (id, reply) = calls.finished() => {
                     self.reply(id, reply);
                     continue;
                 }
-                message = stream.next(), if pending < limits::MAX_PENDING_STORE_REQUESTS => message,
+                message = stream.next(), if readable => message,
             };
             match message {
                 Some(Ok(Message::Text(text))) => {
-                    if let Some((id, request)) = self.on_text(&text) {
-                        lane.push_back((id, request));
+                    if let Some((id, route)) = self.on_text(&text, &store) {
+                        let (lane, request) = match route {
+                            Route::Call(request) => (&mut calls, request),
+                            Route::Now(request) | Route::Store(request) => (&mut store, request),
+                        };
+                        lane.queue.push_back(Queued {
+                            id,
+                            request,
+                            read_at: Instant::now(),
+                            bytes: text.len(),
+                        });
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
@@ -228,11 +318,8 @@ impl Session {
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_))) | None => {
-                    // The request being answered is answered, for a client that waits.
-                    if let Some(job) = running.take() {
-                        let (id, reply) = job.await;
-                        self.reply(id, reply);
-                    }
+                    // The requests being answered are answered, for a client that waits.
+                    self.finish_lanes(&mut store, &mut calls).await;
                     control.close(CloseCode::NORMAL, "");
                     break;
                 }
@@ -255,34 +342,10 @@ impl Session {
                 }
             }
         }
-        drop(running);
+        drop(store);
+        drop(calls);
         self.leave_all();
     }
-
-    /// Answers a request that needs the store, within the store deadline.
-    async fn answer_from_store(
-        self: Arc<Self>,
-        id: Option<RequestId>,
-        request: Request,
-    ) -> (Option<RequestId>, Reply) {
-        let room = request_room(&request);
-        if is_call_request(&request) {
-            // A call request may wait for the node holding the call, within the calls'
-            // own deadlines; its store calls have theirs.
-            let reply = self.handle(request).await;
-            return (id, reply);
-        }
-        let deadline = self.gateway.settings.store_deadline;
-        let reply = match tokio::time::timeout(deadline, self.handle(request)).await {
-            Ok(reply) => reply,
-            Err(_) => Err(match room {
-                Some(room) => Refusal::store_timeout().in_room(&room),
-                None => Refusal::store_timeout(),
-            }),
-        };
-        (id, reply)
-    }
-
     fn leave_all(&self) {
         let hub = &self.gateway.hub;
         for (room, (kind, access)) in locked(&self.rooms).iter() {
@@ -316,9 +379,8 @@ impl Session {
         self.outbox.push(Outgoing::Frame(encode(frame)));
     }
 
-    /// Decodes a frame and answers it if it needs no store; returns a request for the
-    /// store lane.
-    fn on_text(&self, text: &Utf8Bytes) -> Option<(Option<RequestId>, Request)> {
+    /// Decodes a frame and answers it if it needs no store; returns a request for a lane.
+    fn on_text(&self, text: &Utf8Bytes, store: &Lane) -> Option<(Option<RequestId>, Route)> {
         let frame = match decode_client(text) {
             Ok(frame) => frame,
             Err(err) => {
@@ -331,27 +393,107 @@ impl Session {
             self.reply(frame.id, Err(refusal));
             return None;
         }
-        match self.route(frame.request) {
+        match self.route(frame.request, store) {
             Route::Now(request) => {
                 let reply = self.answer_now(request);
                 self.reply(frame.id, reply);
                 None
             }
-            Route::Lane(request) => Some((frame.id, request)),
+            route => Some((frame.id, route)),
         }
     }
 
-    /// Whether a request is answered at once or waits for the store. Typing in a room the
-    /// person is not in goes to the lane: telling an unknown room from one of another
-    /// trio reads the store.
-    fn route(&self, request: Request) -> Route {
+    /// Whether a request is answered at once or waits on a lane. Typing goes ahead only in
+    /// a room the person is in, with no `join` or `leave` of it waiting: otherwise it is
+    /// answered in order after them (and telling an unknown room from one of another trio
+    /// reads the store).
+    fn route(&self, request: Request, store: &Lane) -> Route {
         match &request {
             Request::Hello { .. } | Request::Presence { .. } | Request::Ping => Route::Now(request),
-            Request::Typing { room, .. } if self.access(room) != Access::None => {
+            Request::Typing { room, .. }
+                if self.access(room).is_in() && !store.changes_access_to(room) =>
+            {
                 Route::Now(request)
             }
-            _ => Route::Lane(request),
+            _ if is_call_request(&request) => Route::Call(request),
+            _ => Route::Store(request),
         }
+    }
+
+    /// Starts the next store request unless one runs. Those whose deadline passed while
+    /// they waited are answered `store_unavailable` without running.
+    fn start_next_store_request(self: &Arc<Self>, lane: &mut Lane) {
+        if lane.running.is_some() {
+            return;
+        }
+        let deadline = self.gateway.settings.store_deadline;
+        while let Some(queued) = lane.queue.pop_front() {
+            let until = queued.read_at + deadline;
+            if until <= Instant::now() {
+                self.reply(queued.id, Err(timed_out(&queued.request)));
+                continue;
+            }
+            lane.running_bytes = queued.bytes;
+            lane.running_room = access_change_of(&queued.request).cloned();
+            lane.running = Some(Box::pin(self.clone().answer_from_store(
+                queued.id,
+                queued.request,
+                until,
+            )));
+            return;
+        }
+    }
+
+    /// After a request timed out: answers at once the waiting ones whose deadline passed.
+    fn expire_waiting(&self, lane: &mut Lane) {
+        let deadline = self.gateway.settings.store_deadline;
+        let now = Instant::now();
+        while lane
+            .queue
+            .front()
+            .is_some_and(|queued| queued.read_at + deadline <= now)
+        {
+            if let Some(queued) = lane.queue.pop_front() {
+                self.reply(queued.id, Err(timed_out(&queued.request)));
+            }
+        }
+    }
+
+    /// Answers the requests running on the lanes (each bounded by its own deadlines).
+    async fn finish_lanes(&self, store: &mut Lane, calls: &mut Lane) {
+        let (a, b) = tokio::join!(store.finish_running(), calls.finish_running());
+        for (id, reply) in [a, b].into_iter().flatten() {
+            self.reply(id, reply);
+        }
+    }
+
+    /// Answers a request that needs the store, by the store deadline `until`.
+    async fn answer_from_store(
+        self: Arc<Self>,
+        id: Option<RequestId>,
+        request: Request,
+        until: Instant,
+    ) -> (Option<RequestId>, Reply) {
+        let room = request_room(&request);
+        let reply = match tokio::time::timeout_at(until.into(), self.handle(request)).await {
+            Ok(reply) => reply,
+            Err(_) => Err(match room {
+                Some(room) => Refusal::store_timeout().in_room(&room),
+                None => Refusal::store_timeout(),
+            }),
+        };
+        (id, reply)
+    }
+
+    /// Answers a call request: the calls bound their own waits (the store's and another
+    /// node's).
+    async fn answer_call(
+        self: Arc<Self>,
+        id: Option<RequestId>,
+        request: Request,
+    ) -> (Option<RequestId>, Reply) {
+        let reply = self.handle(request).await;
+        (id, reply)
     }
 
     /// Answers a request that needs no store.
@@ -724,12 +866,17 @@ impl Session {
                 .await?;
         }
         let newly_in = !access.is_in();
+        // Dropped part-way (the deadline passed, the session closed), the join leaves no
+        // subscription behind: the guard takes it back unless the join is committed.
+        let entered = newly_in.then(|| Entering::new(&gateway.hub, room, &self.outbox));
         if newly_in {
-            gateway.hub.subscribe(room, &self.outbox);
             gateway.store.settle_watches().await;
-            crate::metrics::room_entered(self.kind_of(room));
-            self.set_access(room, Access::Moderator { joined: true });
         }
+        let now_access = if newly_in {
+            Access::Moderator { joined: true }
+        } else {
+            access
+        };
         let snapshot = gateway.programme.get().await?;
         let record = gateway
             .store
@@ -740,17 +887,21 @@ impl Session {
             &gateway,
             &snapshot.people,
             &record,
-            self.access(room),
+            now_access,
             &self.person,
         )
         .await?;
-        if newly_in {
+        if let Some(entered) = entered {
+            // Nothing below waits: the join completes as a whole.
             self.outbox.push(Outgoing::Track(Box::new(Track {
                 room: room.clone(),
                 epoch: info.epoch,
                 after: info.last_seq,
                 live: false,
             })));
+            entered.commit();
+            crate::metrics::room_entered(self.kind_of(room));
+            self.set_access(room, now_access);
         }
         Ok(ServerMessage::Joined { room: info })
     }
@@ -859,6 +1010,61 @@ fn is_call_request(request: &Request) -> bool {
             | Request::CallSignal { .. }
             | Request::IceServers { .. }
     )
+}
+
+/// A session subscribed to a room's fan-out by a `join` still under way: unsubscribed again
+/// when dropped, unless committed.
+struct Entering<'a> {
+    hub: &'a crate::hub::Hub,
+    room: &'a RoomId,
+    session: SessionKey,
+    committed: bool,
+}
+
+impl<'a> Entering<'a> {
+    fn new(hub: &'a crate::hub::Hub, room: &'a RoomId, outbox: &Outbox) -> Self {
+        hub.subscribe(room, outbox);
+        Self {
+            hub,
+            room,
+            session: outbox.key(),
+            committed: false,
+        }
+    }
+
+    /// The join is complete: the subscription stays.
+    fn commit(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for Entering<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.hub.unsubscribe(self.room, self.session);
+        }
+    }
+}
+
+/// The room whose access a request changes: that of a `join` or a `leave`.
+fn access_change_of(request: &Request) -> Option<&RoomId> {
+    match request {
+        Request::Join { room } | Request::Leave { room } => Some(room),
+        _ => None,
+    }
+}
+
+/// The refusal of a request whose store deadline passed.
+fn timed_out(request: &Request) -> Refusal {
+    match request_room(request) {
+        Some(room) => Refusal::store_timeout().in_room(&room),
+        None => Refusal::store_timeout(),
+    }
+}
+
+/// Whether an answer says the store deadline passed (or the store failed).
+fn is_store_timeout(reply: &Reply) -> bool {
+    matches!(reply, Err(refusal) if refusal.code == ErrorCode::StoreUnavailable)
 }
 
 /// The room a request is about, if any.

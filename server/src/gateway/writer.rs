@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::SinkExt;
@@ -14,12 +15,47 @@ use triad_protocol::{
     CloseCode, Live, RoomId, Seq, ServerFrame, ServerMessage, limits::MAX_PAGE_SIZE,
 };
 
+use tokio_util::sync::CancellationToken;
+
 use super::socket::{Sink, feed_text};
 use crate::hub::{OutboxReceiver, Outgoing, SessionControl, Track, encode};
 use crate::store::{Page, SharedStore, StoreError};
 
 /// Frames fed before a flush is forced.
 const BATCH: usize = 64;
+
+/// Sessions of this node that may wait out the long slow-consumer close at once; beyond
+/// them a session closed as too slow gets the short close deadline. Each one keeps its
+/// connection and buffers until its close frame goes out.
+pub const MAX_SLOW_CLOSES: usize = 64;
+
+/// Sessions of this process in the long slow-consumer close now.
+static SLOW_CLOSES: AtomicUsize = AtomicUsize::new(0);
+
+/// A place among the [`MAX_SLOW_CLOSES`], given back when dropped.
+struct SlowClose {
+    _counted: crate::metrics::ClosingSlow,
+}
+
+impl SlowClose {
+    /// A place, if one is free.
+    fn take() -> Option<Self> {
+        SLOW_CLOSES
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_SLOW_CLOSES).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self {
+                _counted: crate::metrics::closing_slow(),
+            })
+    }
+}
+
+impl Drop for SlowClose {
+    fn drop(&mut self) {
+        SLOW_CLOSES.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Why the writer stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +79,8 @@ pub struct Writer {
     rooms: HashMap<RoomId, Position>,
     /// How long a session closed as too slow has to take its close frame.
     slow_close_deadline: Duration,
+    /// The server's shutdown: it cuts a slow close short.
+    shutdown: CancellationToken,
     /// Set while a long message goes out in fragments: if the writer is stopped in the
     /// middle, no other message may follow (only the close frame).
     mid_message: bool,
@@ -56,6 +94,7 @@ impl Writer {
         control: Arc<SessionControl>,
         store: SharedStore,
         slow_close_deadline: Duration,
+        shutdown: CancellationToken,
     ) -> Self {
         Self {
             sink,
@@ -64,6 +103,7 @@ impl Writer {
             store,
             rooms: HashMap::new(),
             slow_close_deadline,
+            shutdown,
             mid_message: false,
         }
     }
@@ -123,17 +163,30 @@ impl Writer {
         };
         // The peer may be gone or not reading: the close frame is best effort, bounded. A
         // slow client gets longer: it may read again after a pause and must then learn
-        // why it was closed. (A control frame may follow a message cut off halfway.)
-        let deadline = if slow {
-            self.slow_close_deadline
-        } else {
-            super::session::CLOSE_DEADLINE
-        };
+        // why it was closed. (A control frame may follow a message cut off halfway.) Only
+        // [`MAX_SLOW_CLOSES`] sessions at a time get that long, and the server's shutdown
+        // cuts it back to the short deadline.
+        let started = tokio::time::Instant::now();
+        let short = started + super::session::CLOSE_DEADLINE;
+        let long = if slow { SlowClose::take() } else { None };
+        let shutdown = self.shutdown.clone();
         let closing = async {
             self.sink.send(Message::Close(Some(frame))).await?;
             self.sink.close().await
         };
-        if tokio::time::timeout(deadline, closing).await.is_err() {
+        tokio::pin!(closing);
+        let delivered = if long.is_some() {
+            tokio::select! {
+                outcome = tokio::time::timeout(self.slow_close_deadline, &mut closing) => outcome.is_ok(),
+                () = shutdown.cancelled() => {
+                    tokio::time::timeout_at(short, &mut closing).await.is_ok()
+                }
+            }
+        } else {
+            tokio::time::timeout_at(short, &mut closing).await.is_ok()
+        };
+        drop(long);
+        if !delivered {
             tracing::debug!("close frame not delivered in time");
         }
         control.close(code, "writer finished");
@@ -246,5 +299,25 @@ impl Writer {
                 return Ok(last);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_the_cap_of_sessions_wait_out_the_long_slow_close() {
+        let held: Vec<SlowClose> = std::iter::from_fn(SlowClose::take)
+            .take(MAX_SLOW_CLOSES + 1)
+            .collect();
+        assert_eq!(
+            held.len(),
+            MAX_SLOW_CLOSES,
+            "the one past the cap gets none"
+        );
+        assert!(SlowClose::take().is_none());
+        drop(held);
+        assert!(SlowClose::take().is_some(), "places are given back");
     }
 }

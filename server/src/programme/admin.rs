@@ -114,8 +114,11 @@ pub async fn apply_roster(
                 .revoke(&person.id)
                 .await
                 .map_err(|err| StoreError::Unavailable(err.to_string()))?,
+            // Offline, without the token settings: the removal mark refuses the person's
+            // tokens anyway, whatever their clock.
             None => {
-                crate::auth::grants::revoke_offline(store, &person.id).await?;
+                crate::auth::grants::revoke_offline(store, &person.id, std::time::Duration::ZERO)
+                    .await?;
             }
         }
         removed.push(person.id.clone());

@@ -378,6 +378,24 @@ pub async fn within<T>(
     }
 }
 
+/// Runs a store call by the instant `until`: one not answered by then fails with
+/// [`StoreError::Unavailable`] (and is dropped, so whether a write happened is unknown). For
+/// a task of several calls that shares one deadline, such as signing in.
+pub async fn within_until<T>(
+    until: std::time::Instant,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout_at(until.into(), call).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            crate::metrics::store_deadline_exceeded();
+            Err(StoreError::Unavailable(
+                "no answer by the store deadline".into(),
+            ))
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> Timestamp {
     let since = std::time::SystemTime::now()

@@ -58,8 +58,13 @@ pub fn start(
                 () = stop.cancelled() => break,
                 _ = ticks.tick() => {}
             }
+            // A probe under way does not hold up the shutdown.
             let probe = std::panic::AssertUnwindSafe(readiness.probe(&store, deadline));
-            if probe.catch_unwind().await.is_err() {
+            let outcome = tokio::select! {
+                () = stop.cancelled() => break,
+                outcome = probe.catch_unwind() => outcome,
+            };
+            if outcome.is_err() {
                 tracing::error!("the store readiness probe panicked; probing again");
                 readiness.ready.store(false, Ordering::Relaxed);
             }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use triad_protocol::{PresenceStatus, ServerMessage, limits};
 
-use crate::harness::{Next, TestServer};
+use triad_server::gateway::session::CLOSE_DEADLINE;
+
+use crate::harness::{Next, Raw, TestServer};
 
 #[tokio::test]
 async fn the_welcome_comes_before_any_presence_even_when_everyone_connects_at_once() {
@@ -46,15 +48,13 @@ async fn the_welcome_comes_before_any_presence_even_when_everyone_connects_at_on
     }
 }
 
-#[tokio::test]
-async fn a_slow_client_that_reads_again_later_still_gets_the_close_frame() {
-    let server = TestServer::start_with(|c| c.outbox_capacity = 8).await;
-    let (mut lurker, _) = server.signed_in("rhian.evans").await;
+/// Fills Rhian's outbox while her client reads nothing, until the server closes her session
+/// as too slow (her partners see her go offline). Returns her connection, unread.
+async fn closed_as_too_slow(server: &TestServer) -> Raw {
+    let (lurker, _) = server.signed_in("rhian.evans").await;
     let (mut anna, _) = server.signed_in("anna.jensen").await;
     let (mut marco, _) = server.signed_in("marco.rossi").await;
     let body = "x".repeat(limits::MAX_BODY_BYTES);
-    // Rhian's client reads nothing while messages pour in, until the server has closed
-    // her session as too slow (her partners see her go offline).
     let mut closed = false;
     for i in 0..2000 {
         let id = format!("f{i}");
@@ -78,8 +78,18 @@ async fn a_slow_client_that_reads_again_later_still_gets_the_close_frame() {
         }
     }
     assert!(closed, "the lurker was closed as too slow");
-    // She is away for a while, longer than a brief stall, then reads everything.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    lurker
+}
+
+#[tokio::test]
+async fn a_slow_client_that_reads_again_later_still_gets_the_close_frame() {
+    let server = TestServer::start_with(|c| c.outbox_capacity = 8).await;
+    let mut lurker = closed_as_too_slow(&server).await;
+    // She is away for a while, longer than the short close deadline, then reads
+    // everything. The server runs on this test's runtime: its clock is moved on.
+    tokio::time::pause();
+    tokio::time::advance(CLOSE_DEADLINE * 3).await;
+    tokio::time::resume();
     let code = loop {
         match lurker.next().await {
             Next::Frame(_) => continue,
@@ -90,5 +100,20 @@ async fn a_slow_client_that_reads_again_later_still_gets_the_close_frame() {
         code,
         Some(4008),
         "the close frame arrives after what was on its way"
+    );
+}
+
+#[tokio::test]
+async fn a_session_waiting_out_its_slow_close_does_not_hold_up_the_shutdown() {
+    let mut server = TestServer::start_with(|c| {
+        c.outbox_capacity = 8;
+        c.shutdown_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let _lurker = closed_as_too_slow(&server).await;
+    server.shutdown().await;
+    assert!(
+        server.sessions.is_empty(),
+        "every session closed within the shutdown, none left open at its end"
     );
 }

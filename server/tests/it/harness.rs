@@ -32,6 +32,10 @@ pub struct TestServer {
     /// Where `/metrics` is served.
     pub metrics_addr: Option<SocketAddr>,
     pub config: Config,
+    /// The server's hub: which sessions are in which room.
+    pub hub: Arc<triad_server::hub::Hub>,
+    /// The server's open sessions.
+    pub sessions: tokio_util::task::TaskTracker,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
     _dir: Arc<tempfile::TempDir>,
@@ -118,6 +122,8 @@ impl TestServer {
         let server = Server::bind(config.clone()).await.unwrap();
         let addr = server.local_addr();
         let metrics_addr = server.metrics_addr();
+        let hub = server.hub();
+        let sessions = server.sessions();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -126,6 +132,8 @@ impl TestServer {
             addr,
             metrics_addr,
             config,
+            hub,
+            sessions,
             stop: Some(stop),
             done: Some(done),
             _dir: dir,
