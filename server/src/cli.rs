@@ -317,6 +317,7 @@ async fn invite(config: &Config, person: &str, ttl_hours: Option<u64>) -> anyhow
             access_ttl: config.access_ttl,
             refresh_ttl: config.refresh_ttl,
             invitation_ttl: config.invitation_ttl,
+            refresh_retry_window: config.refresh_retry_window,
         },
     );
     let ttl = ttl_hours.map(|hours| Duration::from_secs(hours * 3600));

@@ -126,6 +126,7 @@ impl Server {
                 access_ttl: config.access_ttl,
                 refresh_ttl: config.refresh_ttl,
                 invitation_ttl: config.invitation_ttl,
+                refresh_retry_window: config.refresh_retry_window,
             },
         ));
         let mailer = Arc::new(Mailer::from_config(&config, store.clone())?);
