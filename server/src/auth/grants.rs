@@ -132,6 +132,10 @@ struct Grant {
     /// it is presenting a copy.
     #[serde(default)]
     voided: bool,
+    /// The key of the grant it was issued for, on a refresh: dropped once this one is
+    /// exchanged in turn.
+    #[serde(default)]
+    predecessor: Option<String>,
 }
 
 /// How often a refresh starts over when another exchange of the same token got in first.
@@ -283,7 +287,15 @@ impl Grants {
             return Err(GrantError::UnknownPerson(person));
         }
         tracing::info!(%person, "invitation redeemed");
-        self.issue(&person, now).await
+        let tokens = self.issue(&person, now).await?;
+        match self.prune().await {
+            Ok(0) => {}
+            Ok(dropped) => {
+                tracing::info!(dropped, "refresh grants that can no longer be used dropped")
+            }
+            Err(err) => tracing::warn!(error = %err, "old refresh grants were not dropped"),
+        }
+        Ok(tokens)
     }
 
     /// Exchanges a refresh token for new tokens; the old refresh token stops working.
@@ -345,7 +357,7 @@ impl Grants {
             }
             let next = secret();
             let next_key = digest(&next);
-            let tokens = self.issue_as(&person, now, next).await?;
+            let tokens = self.issue_as(&person, now, next, Some(key.clone())).await?;
             let exchanged = self
                 .grants()
                 .update(&key, |current| match current {
@@ -362,6 +374,11 @@ impl Grants {
             if exchanged {
                 if expected.is_some() {
                     tracing::info!(%person, "a refresh was retried; its lost answer is voided");
+                }
+                if let Some(predecessor) = &grant.predecessor
+                    && let Err(err) = self.drop_replaced(predecessor, now).await
+                {
+                    tracing::warn!(error = %err, "a replaced refresh grant was not dropped");
                 }
                 return Ok(tokens);
             }
@@ -397,6 +414,46 @@ impl Grants {
             .await?)
     }
 
+    /// Drops the grant under `key` if it was replaced longer ago than the retry window:
+    /// presenting it again could no longer be a retry. (Presented later, it is refused as
+    /// unknown without revoking the person.)
+    async fn drop_replaced(&self, key: &str, now: Timestamp) -> Result<(), GrantError> {
+        let window = ms(self.settings.refresh_retry_window);
+        self.grants()
+            .update(key, |grant| match grant {
+                Some(grant) if grant.replaced_at.is_some_and(|at| now - at >= window) => {
+                    Ok::<_, GrantError>((None, ()))
+                }
+                other => Ok((other, ())),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Drops every refresh grant that can no longer be used: past its `expires_at`, or
+    /// replaced longer ago than the retry window. Reads every grant, so it runs
+    /// on a sign-in with an invitation, which is rare; refreshing drops the grant two
+    /// generations back as it goes.
+    pub async fn prune(&self) -> Result<usize, GrantError> {
+        let now = now_ms();
+        let window = ms(self.settings.refresh_retry_window);
+        let mut dropped = 0;
+        for (key, grant) in self.grants().all().await? {
+            // A voided grant is kept until it expires: presenting it revokes the person.
+            if grant.expires_at <= now || grant.replaced_at.is_some_and(|at| now - at >= window) {
+                let removed = self
+                    .grants()
+                    .update(&key, |current| match current {
+                        Some(current) if current == grant => Ok::<_, GrantError>((None, true)),
+                        other => Ok((other, false)),
+                    })
+                    .await?;
+                dropped += usize::from(removed);
+            }
+        }
+        Ok(dropped)
+    }
+
     /// Signs out one refresh token.
     pub async fn sign_out(&self, refresh_token: &str) -> Result<(), GrantError> {
         self.grants().delete(&digest(refresh_token.trim())).await?;
@@ -404,15 +461,17 @@ impl Grants {
     }
 
     async fn issue(&self, person: &PersonId, now: Timestamp) -> Result<Tokens, GrantError> {
-        self.issue_as(person, now, secret()).await
+        self.issue_as(person, now, secret(), None).await
     }
 
-    /// Issues tokens with `refresh_token` as the new refresh token.
+    /// Issues tokens with `refresh_token` as the new refresh token, in exchange for the
+    /// grant under `predecessor` if it is a refresh.
     async fn issue_as(
         &self,
         person: &PersonId,
         now: Timestamp,
         refresh_token: String,
+        predecessor: Option<String>,
     ) -> Result<Tokens, GrantError> {
         let minter = self
             .minter
@@ -433,6 +492,7 @@ impl Grants {
             replaced_at: None,
             successor: None,
             voided: false,
+            predecessor,
         };
         self.grants().put(&digest(&refresh_token), &grant).await?;
         Ok(Tokens {

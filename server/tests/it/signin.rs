@@ -367,3 +367,42 @@ async fn signed_out_page_loads_and_refused_origins_leave_sign_in_available() {
         "{body}"
     );
 }
+
+/// How many refresh grants the store on `redis` holds.
+async fn grants_stored(redis: &RedisProcess) -> usize {
+    let mut tcp = TcpStream::connect(("127.0.0.1", redis.port()))
+        .await
+        .unwrap();
+    tcp.write_all(b"HLEN triad:docs:grants\r\n").await.unwrap();
+    let mut answer = [0_u8; 32];
+    let read = tcp.read(&mut answer).await.unwrap();
+    let text = std::str::from_utf8(&answer[..read]).unwrap();
+    text.trim()
+        .strip_prefix(':')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("HLEN answered {text:?}"))
+}
+
+#[tokio::test]
+async fn replaced_and_expired_refresh_grants_are_dropped() {
+    let redis = RedisProcess::start().await.expect("start redis-server");
+    let server = TestServer::start_on_redis(&redis.url, |config| {
+        config.refresh_retry_window = Duration::ZERO;
+        config.refresh_ttl = Duration::from_secs(2);
+    })
+    .await;
+    let mut token = signed_in(&server, "anna.jensen").await;
+    // A page load after another: each refresh drops the grant two generations back.
+    for _ in 0..10 {
+        token = refreshed(&server, &token).await;
+    }
+    assert_eq!(
+        grants_stored(&redis).await,
+        2,
+        "the newest and the one it replaced"
+    );
+    // Once those have expired, the next sign-in with an invitation drops them.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let _ = signed_in(&server, "marco.rossi").await;
+    assert_eq!(grants_stored(&redis).await, 1, "only the new sign-in's");
+}
