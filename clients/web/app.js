@@ -14,7 +14,7 @@
  */
 
 import { CallView } from './call.js';
-import { ChatView, PAGE_SIZE, bdi } from './chat.js';
+import { ChatView, PAGE_SIZE, bdi, isolated } from './chat.js';
 import { CoachingView } from './coachings.js';
 import { Composer } from './composer.js';
 import {
@@ -165,6 +165,7 @@ async function main() {
         book.disconnected();
       }
       calls.render();
+      coachings.connectionChanged();
       if (state === 'reconnecting') {
         calls.socketLost();
         if (!status.firstChild) status.append(bannerText('Reconnecting…'));
@@ -403,7 +404,7 @@ async function main() {
     pins.show(room);
     byId('room-side').hidden = !room || (SIDE_FOLDS.matches && !sideOpen);
     byId('side-toggle').hidden = !room || !SIDE_FOLDS.matches;
-    document.title = room ? `${room.title} · Triad` : 'Triad';
+    document.title = room ? `${isolated(room.title)} · Triad` : 'Triad';
   }
 
   /** @param {Room} room */

@@ -5,7 +5,7 @@
  * trio room not joined yet. Entries are updated in place, so focus stays where it is.
  */
 
-import { el, userText } from './chat.js';
+import { el, isolated, userText } from './chat.js';
 import { formatActivity, formatFull, isoString } from './time.js';
 
 /** @typedef {import('./rooms.js').Room} Room */
@@ -119,7 +119,7 @@ export class RoomList {
     button.append(name, activity, unread, people);
     const join = el('button', 'join-button', 'Join');
     join.type = 'button';
-    join.setAttribute('aria-label', `Join ${room.title}`);
+    join.setAttribute('aria-label', `Join ${isolated(room.title)}`);
     join.addEventListener('click', () => this.actions.join(room));
     item.append(button, join);
     /** @type {Entry} */
@@ -174,7 +174,7 @@ export class RoomList {
         badge.dataset.person = m.person;
         badge.dataset.status = m.status;
         badge.setAttribute('aria-hidden', 'true');
-        badge.title = `${m.name}: ${m.status}`;
+        badge.title = `${isolated(m.name)}: ${m.status}`;
         return badge;
       });
     } else {
