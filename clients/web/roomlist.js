@@ -119,7 +119,7 @@ export class RoomList {
     button.append(name, activity, unread, people);
     const join = el('button', 'join-button', 'Join');
     join.type = 'button';
-    join.setAttribute('aria-label', `Join ${isolated(room.title)}`);
+    join.setAttribute('aria-label', `Join ${room.title}`);
     join.addEventListener('click', () => this.actions.join(room));
     item.append(button, join);
     /** @type {Entry} */
