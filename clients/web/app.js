@@ -14,7 +14,7 @@
  */
 
 import { CallView } from './call.js';
-import { ChatView, PAGE_SIZE, bdi } from './chat.js';
+import { ChatView, PAGE_SIZE, bdi, isolated } from './chat.js';
 import { CoachingView } from './coachings.js';
 import { Composer } from './composer.js';
 import {
@@ -36,6 +36,12 @@ import { viewerTimeZone } from './time.js';
 /** @typedef {import('./rooms.js').Room} Room */
 
 const ROOM_KEY = 'triad.room';
+/** The channel on which a tab tells the browser's other tabs that it signed out. */
+const SIGN_OUT_CHANNEL = 'triad.sign-out';
+/** How long a page whose renewal was refused waits for the server's close to say why. */
+const REVOCATION_CLOSE_WAIT_MS = 3_000;
+/** What the page says after "Sign out". */
+const SIGNED_OUT_TEXT = 'You are signed out on this device.';
 /** Below this width the rooms list folds into a menu (as in style.css). */
 const NARROW = window.matchMedia('(max-width: 700px)');
 /** Below this width sessions and key learning fold behind a button (as in style.css). */
@@ -159,6 +165,7 @@ async function main() {
         book.disconnected();
       }
       calls.render();
+      coachings.connectionChanged();
       if (state === 'reconnecting') {
         calls.socketLost();
         if (!status.firstChild) status.append(bannerText('Reconnecting…'));
@@ -200,7 +207,16 @@ async function main() {
   // A renewed access token goes to the open session at once.
   credentials.listen((fresh) => void connection.useToken(fresh));
   credentials.onEnded = (reason) => {
-    if (connection.status !== 'ended') connection.stop(reason);
+    if (connection.status === 'ended') return;
+    if (connection.status !== 'live') {
+      connection.stop(reason);
+      return;
+    }
+    // A revocation or "sign out everywhere" also closes the open session, with a reason
+    // that says which (4009): give that close a moment to arrive and say why.
+    window.setTimeout(() => {
+      if (connection.status !== 'ended') connection.stop(reason);
+    }, REVOCATION_CLOSE_WAIT_MS);
   };
 
   const book = new RoomBook(async (room, after) =>
@@ -388,7 +404,7 @@ async function main() {
     pins.show(room);
     byId('room-side').hidden = !room || (SIDE_FOLDS.matches && !sideOpen);
     byId('side-toggle').hidden = !room || !SIDE_FOLDS.matches;
-    document.title = room ? `${room.title} · Triad` : 'Triad';
+    document.title = room ? `${isolated(room.title)} · Triad` : 'Triad';
   }
 
   /** @param {Room} room */
@@ -465,13 +481,32 @@ async function main() {
     if (chat.room) openRoom(chat.room);
   });
 
+  // The other tabs of this browser share its sign-in: when one signs out, they stop too.
+  const signOuts = 'BroadcastChannel' in window ? new BroadcastChannel(SIGN_OUT_CHANNEL) : null;
+  signOuts?.addEventListener('message', (event) => {
+    credentials.forget();
+    const everywhere = event.data === 'everywhere';
+    if (everywhere) signingOutEverywhere = true;
+    if (connection.status !== 'ended') {
+      connection.stop(everywhere ? SIGNED_OUT_EVERYWHERE_TEXT : SIGNED_OUT_TEXT);
+    }
+  });
   byId('sign-out').addEventListener('click', async () => {
+    const button = /** @type {HTMLButtonElement} */ (byId('sign-out'));
+    button.disabled = true;
     try {
       await credentials.signOut();
     } catch (err) {
-      console.info('triad: sign-out not confirmed by the server', err);
+      // Still signed in: say so, and keep the page.
+      const message = err instanceof ApiError ? err.message : 'something went wrong; try again';
+      status.replaceChildren(bannerText(`Not signed out: ${message}.`));
+      console.info('triad: sign-out failed', err);
+      return;
+    } finally {
+      button.disabled = false;
     }
-    connection.stop('You are signed out on this device.');
+    signOuts?.postMessage('this-device');
+    connection.stop(SIGNED_OUT_TEXT);
   });
   byId('sign-out-everywhere').addEventListener('click', async () => {
     const button = /** @type {HTMLButtonElement} */ (byId('sign-out-everywhere'));
@@ -479,6 +514,7 @@ async function main() {
     signingOutEverywhere = true;
     try {
       await credentials.signOutEverywhere();
+      signOuts?.postMessage('everywhere');
       if (connection.status !== 'ended') connection.stop(SIGNED_OUT_EVERYWHERE_TEXT);
     } catch (err) {
       signingOutEverywhere = false;
@@ -533,26 +569,27 @@ async function main() {
   window.addEventListener('offline', () => connection.drop());
 
   // Hooks for the browser tests: cut the websocket as a network failure would.
-  Object.assign(window, {
-    triad: {
-      dropConnection: () => connection.drop(),
-      get status() {
-        return connection.status;
-      },
-      get accessToken() {
-        return credentials.access;
-      },
-      get welcomes() {
-        return welcomes;
-      },
-      call: {
-        stats: () => calls.stats(),
-        get session() {
-          return calls.active?.session ?? null;
-        },
+  const hooks = {
+    dropConnection: () => connection.drop(),
+    get status() {
+      return connection.status;
+    },
+    get welcomes() {
+      return welcomes;
+    },
+    call: {
+      stats: () => calls.stats(),
+      get session() {
+        return calls.active?.session ?? null;
       },
     },
-  });
+  };
+  // The access token only where the browser tests ask for it (they set the flag before the
+  // page's scripts run): anywhere else, any script on the page could read it here.
+  if (/** @type {any} */ (window).__TRIAD_TEST__ === true) {
+    Object.defineProperty(hooks, 'accessToken', { get: () => credentials.access });
+  }
+  Object.assign(window, { triad: hooks });
 
   connection.start();
 }

@@ -18,7 +18,7 @@
  * agent's `ping N` with `pong N`.
  */
 
-import { bdi, el, userText } from './chat.js';
+import { bdi, el, isolated, userText } from './chat.js';
 import { DisconnectedError, ProtocolError } from './connection.js';
 
 /** @typedef {import('./protocol').ServerFrame} ServerFrame */
@@ -796,7 +796,7 @@ export class CallView {
     const state = tile.querySelector('.call-state');
     if (state) state.textContent = flags.join(' · ');
     const name = tile.querySelector('.call-name')?.textContent ?? '';
-    tile.setAttribute('aria-label', [self ? 'You' : name, ...flags].join(', '));
+    tile.setAttribute('aria-label', [self ? 'You' : isolated(name), ...flags].join(', '));
   }
 
   // ---- For the browser tests ----

@@ -67,6 +67,17 @@ export function bdi(text) {
 }
 
 /**
+ * Text someone typed, inside plain text that is not markup (a tooltip, an `aria-label`, the
+ * page's title): between FIRST STRONG ISOLATE and POP DIRECTIONAL ISOLATE, so an override
+ * in it does not turn the words around it.
+ * @param {string} text
+ * @returns {string}
+ */
+export function isolated(text) {
+  return `\u2068${text}\u2069`;
+}
+
+/**
  * An element that holds only text someone typed: its direction comes from that text, and
  * it is isolated from its surroundings.
  * @template {keyof HTMLElementTagNameMap} K
@@ -506,7 +517,7 @@ export class ChatView {
         dot.setAttribute('aria-hidden', 'true');
         const me = member.person === this.book.me?.id ? ' (you)' : '';
         item.append(dot, bdi(member.name), me, el('span', 'visually-hidden', `, ${member.status}`));
-        item.title = `${member.name}: ${member.status}`;
+        item.title = `${isolated(member.name)}: ${member.status}`;
         return item;
       });
     this.people.replaceChildren(...items);

@@ -9,7 +9,7 @@
  * (`2026-12-01T16:00`) with the browser's IANA zone, and the server stores the instant.
  */
 
-import { bdi, el, userText } from './chat.js';
+import { bdi, el, isolated, userText } from './chat.js';
 import { ApiError } from './credentials.js';
 import { formatInZone, formatStart, formatWhen, isoString, viewerTimeZone } from './time.js';
 
@@ -281,12 +281,21 @@ export class CoachingView {
   joinButton(session) {
     const button = el('button', 'primary session-join', 'Join the session call');
     button.type = 'button';
+    // Nothing can be joined while the connection is down (as the call button).
+    button.disabled = !this.connection.live;
+    button.title = this.connection.live ? '' : 'Not connected: reconnecting…';
     button.addEventListener('click', () => {
       this.reminders.delete(session.id);
       this.renderNotices();
       this.actions.joinCall(session.room);
     });
     return button;
+  }
+
+  /** The connection went up or down: the join buttons follow it. */
+  connectionChanged() {
+    this.render();
+    this.renderNotices();
   }
 
   /** The reminders: one per session, newest notice wins, until dismissed or over. */
@@ -316,7 +325,7 @@ export class CoachingView {
       }
       const dismiss = el('button', 'quiet-button', 'Dismiss');
       dismiss.type = 'button';
-      dismiss.setAttribute('aria-label', `Dismiss the reminder of “${session.title}”`);
+      dismiss.setAttribute('aria-label', `Dismiss the reminder of “${isolated(session.title)}”`);
       dismiss.addEventListener('click', () => {
         this.reminders.delete(id);
         this.renderNotices();

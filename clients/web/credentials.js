@@ -32,6 +32,12 @@ const ACCESS_KEY = 'triad.token';
 const EXPIRES_KEY = 'triad.token-expires';
 /** The name of the lock that lets one tab at a time use the refresh cookie. */
 const RENEW_LOCK = 'triad.refresh';
+/** Where the lease that stands in for the lock is kept, where Web Locks are missing. */
+const LEASE_KEY = 'triad.refresh-lease';
+/** A lease lasts this long (longer than a call may take), in case its tab is closed. */
+const LEASE_MS = 20_000;
+/** A sign-in call not answered by then counts as the server not reached. */
+const CALL_TIMEOUT_MS = 15_000;
 
 /** Renew at most this long before the access token expires... */
 const RENEW_AHEAD_MAX_MS = 5 * 60_000;
@@ -47,6 +53,9 @@ const RENEW_AHEAD_MIN_MS = 2_000;
 function transient(err) {
   return err.code === 'network' || err.status === 408 || err.status === 429 || err.status >= 500;
 }
+
+/** Refusals of a sign-out that mean this browser is signed out anyway. */
+const SIGNED_OUT_ALREADY = ['token_revoked', 'not_authenticated'];
 
 /** After a failed renewal for want of a network, try again this soon. */
 const RENEW_RETRY_MS = 10_000;
@@ -113,11 +122,18 @@ async function call(method, path, { token, body, cookie = false } = {}) {
       // The page says no-referrer, which would send `Origin: null`; the server checks the
       // origin of cookie requests.
       referrerPolicy: cookie ? 'same-origin' : undefined,
+      signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
     });
   } catch {
     throw new ApiError('network');
   }
-  const text = await response.text();
+  /** @type {string} */
+  let text;
+  try {
+    text = await response.text();
+  } catch {
+    throw new ApiError('network');
+  }
   /** @type {any} */
   let answer = null;
   if (text) {
@@ -166,8 +182,49 @@ function takeFromLink() {
  */
 function oneTabAtATime(work) {
   const locks = navigator.locks;
-  if (!locks) return work();
+  if (!locks) return underLease(work);
   return /** @type {Promise<T>} */ (locks.request(RENEW_LOCK, work));
+}
+
+/** @param {number} ms */
+const pause = (ms) => new Promise((resolve) => window.setTimeout(resolve, ms));
+
+/**
+ * Where Web Locks are missing (older browsers, some embedded views): a lease in
+ * `localStorage`, shared by the browser's tabs of the site. A tab writes its claim when no
+ * live lease is there, waits a moment for a tab that claimed at the same time to overwrite
+ * it, and goes ahead if its own claim is still there; a lease left by a closed tab runs out
+ * after `LEASE_MS`.
+ * @template T
+ * @param {() => Promise<T>} work
+ * @returns {Promise<T>}
+ */
+async function underLease(work) {
+  const me = `${Date.now()}-${Math.random()}`;
+  const holder = () => {
+    try {
+      return /** @type {{owner: string, until: number} | null} */ (
+        JSON.parse(localStorage.getItem(LEASE_KEY) ?? 'null')
+      );
+    } catch {
+      return null;
+    }
+  };
+  const giveUpAt = Date.now() + LEASE_MS;
+  for (;;) {
+    const held = holder();
+    if (!held || held.until < Date.now() || Date.now() > giveUpAt) {
+      localStorage.setItem(LEASE_KEY, JSON.stringify({ owner: me, until: Date.now() + LEASE_MS }));
+      await pause(50);
+      if (holder()?.owner === me) break;
+    }
+    await pause(50 + Math.random() * 100);
+  }
+  try {
+    return await work();
+  } finally {
+    if (holder()?.owner === me) localStorage.removeItem(LEASE_KEY);
+  }
 }
 
 export class Credentials {
@@ -349,10 +406,10 @@ export class Credentials {
       } catch (err) {
         if (err instanceof ApiError && !transient(err)) {
           this.forget();
+          // Why, when the coordinator withdrew the access or the person signed out
+          // everywhere, comes with the websocket's close (4009 and its reason).
           this.onEnded(
-            err.code === 'token_revoked' && /revoked|withdrawn/i.test(err.detail)
-              ? 'Your access was withdrawn.'
-              : 'You are signed out.',
+            err.code === 'unknown_person' ? 'Your access was withdrawn.' : 'You are signed out.',
           );
         }
         throw err;
@@ -363,11 +420,20 @@ export class Credentials {
     return this.renewing;
   }
 
-  /** Signs out of this browser: the refresh cookie stops working and is cleared. */
+  /**
+   * Signs out of this browser: the refresh cookie stops working and is cleared. Done only
+   * when the server says so (or says the cookie was no good anyway); otherwise throws an
+   * `ApiError` and the page stays signed in, so the person can try again.
+   */
   async signOut() {
-    const cookie = this.cookie;
+    if (this.cookie) {
+      try {
+        await call('POST', '/api/auth/sign-out', { body: {}, cookie: true });
+      } catch (err) {
+        if (!(err instanceof ApiError && SIGNED_OUT_ALREADY.includes(err.code))) throw err;
+      }
+    }
     this.forget();
-    if (cookie) await call('POST', '/api/auth/sign-out', { body: {}, cookie: true });
   }
 
   /**

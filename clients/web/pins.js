@@ -5,7 +5,7 @@
  * pushes; a pinned message older than the loaded history is read on its own.
  */
 
-import { bdi, el, userText } from './chat.js';
+import { bdi, el, isolated, userText } from './chat.js';
 import { ProtocolError } from './connection.js';
 import { formatFull, formatStart, isoString } from './time.js';
 
@@ -193,7 +193,7 @@ export class PinBoard {
     const unpin = el('button', 'link-button pin-remove', 'Unpin');
     unpin.type = 'button';
     const short = excerpt.length > 60 ? `${excerpt.slice(0, 60)}…` : excerpt;
-    const about = excerpt ? `“${short}”` : 'the message';
+    const about = excerpt ? `“${isolated(short)}”` : 'the message';
     unpin.setAttribute('aria-label', `Unpin ${about}`);
     unpin.addEventListener('click', () => void this.toggle(room, pin.seq));
     meta.append(' ', unpin);

@@ -5,7 +5,7 @@
  * trio room not joined yet. Entries are updated in place, so focus stays where it is.
  */
 
-import { el, userText } from './chat.js';
+import { el, isolated, userText } from './chat.js';
 import { formatActivity, formatFull, isoString } from './time.js';
 
 /** @typedef {import('./rooms.js').Room} Room */
@@ -174,7 +174,7 @@ export class RoomList {
         badge.dataset.person = m.person;
         badge.dataset.status = m.status;
         badge.setAttribute('aria-hidden', 'true');
-        badge.title = `${m.name}: ${m.status}`;
+        badge.title = `${isolated(m.name)}: ${m.status}`;
         return badge;
       });
     } else {

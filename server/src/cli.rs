@@ -318,6 +318,7 @@ async fn invite(config: &Config, person: &str, ttl_hours: Option<u64>) -> anyhow
             refresh_ttl: config.refresh_ttl,
             invitation_ttl: config.invitation_ttl,
             revocation_leeway: config.jwt.leeway,
+            refresh_retry_window: config.refresh_retry_window,
         },
     );
     let ttl = ttl_hours.map(|hours| Duration::from_secs(hours * 3600));

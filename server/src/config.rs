@@ -140,6 +140,10 @@ pub struct Config {
     pub slow_close_deadline: Duration,
     /// How often the store is probed for `/readyz`.
     pub readiness_interval: Duration,
+    /// How long after a refresh token was exchanged presenting it again counts as a retry
+    /// whose answer was lost (the unused successor is voided and new tokens issued) rather
+    /// than as a copy (which revokes the person). 0: every second use revokes.
+    pub refresh_retry_window: Duration,
 }
 
 /// Token verification (and, with a secret, minting) settings.
@@ -217,6 +221,7 @@ impl Default for Config {
             store_deadline: Duration::from_secs(3),
             slow_close_deadline: Duration::from_secs(30),
             readiness_interval: Duration::from_secs(1),
+            refresh_retry_window: Duration::from_secs(20),
         }
     }
 }
@@ -380,6 +385,10 @@ impl Config {
         set(
             &mut self.readiness_interval,
             o.readiness_interval_ms.map(Duration::from_millis),
+        );
+        set(
+            &mut self.refresh_retry_window,
+            o.refresh_retry_window_secs.map(secs),
         );
     }
 
@@ -565,6 +574,10 @@ pub struct ConfigOverrides {
     /// Milliseconds between probes of the store for /readyz [default: 1000].
     #[arg(long, env = "TRIAD_READINESS_INTERVAL_MS")]
     pub readiness_interval_ms: Option<u64>,
+    /// Seconds after a refresh token's exchange in which presenting it again is taken for
+    /// a retry whose answer was lost, not for a copy [default: 20].
+    #[arg(long, env = "TRIAD_REFRESH_RETRY_WINDOW_SECS")]
+    pub refresh_retry_window_secs: Option<u64>,
 }
 
 /// An address to listen on, or `off`.

@@ -127,6 +127,7 @@ impl Server {
                 refresh_ttl: config.refresh_ttl,
                 invitation_ttl: config.invitation_ttl,
                 revocation_leeway: config.jwt.leeway,
+                refresh_retry_window: config.refresh_retry_window,
             },
         ));
         let mailer = Arc::new(Mailer::from_config(&config, store.clone())?);

@@ -187,8 +187,23 @@ export async function launchBrowser() {
   if (!existsSync(CHROMIUM)) {
     throw new Error('chromium not found: install it (Debian: apt-get install chromium)');
   }
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
+  // Every context (and `browser.newPage()`, which makes one) gets the test hooks.
+  const newContext = browser.newContext.bind(browser);
+  browser.newContext = async (options) => {
+    const context = await newContext(options);
+    await context.addInitScript(TEST_FLAG);
+    return context;
+  };
+  return browser;
 }
+
+/** Asks the page for its test hooks that hold secrets (`window.triad.accessToken`). */
+const TEST_FLAG = 'window.__TRIAD_TEST__ = true;';
 
 /**
  * A person's own browser that keeps its profile (cookies, storage) in `userDataDir`, as a
@@ -201,13 +216,15 @@ export async function launchPersistent(userDataDir, { timezoneId } = {}) {
   if (!existsSync(CHROMIUM)) {
     throw new Error('chromium not found: install it (Debian: apt-get install chromium)');
   }
-  return chromium.launchPersistentContext(userDataDir, {
+  const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
     args: CHROMIUM_ARGS,
     viewport: { width: 1366, height: 768 },
     timezoneId,
   });
+  await context.addInitScript(TEST_FLAG);
+  return context;
 }
 
 /**

@@ -59,11 +59,27 @@ function lastMessageInView(who) {
  * @param {string} when
  */
 async function staysInView(who, when) {
-  // The view settles after the layout change (one frame or two): wait for that, then check.
-  await who.page.evaluate(
-    () => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))),
-  );
-  assert.ok(await lastMessageInView(who), `the newest message is in view ${when}`);
+  // The view settles after the layout change: checked on every frame until it is in view.
+  const settled = await who.page
+    .waitForFunction(
+      () => {
+        const scroller = /** @type {HTMLElement} */ (document.getElementById('messages'));
+        const items = document.querySelectorAll('#message-list > li');
+        const last = items[items.length - 1];
+        if (!last) return false;
+        const box = scroller.getBoundingClientRect();
+        const item = last.getBoundingClientRect();
+        const atEnd = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 2;
+        return atEnd && item.bottom <= box.bottom + 1 && item.bottom >= box.top;
+      },
+      undefined,
+      { polling: 'raf', timeout: 5_000 },
+    )
+    .then(
+      () => true,
+      () => false,
+    );
+  assert.ok(settled && (await lastMessageInView(who)), `the newest message is in view ${when}`);
 }
 
 /** A calendar day some days from now, `YYYY-MM-DD`. @param {number} days */
@@ -142,9 +158,13 @@ describe('the page as people read it', { timeout: 150_000 }, () => {
       el.scrollTop = 0;
     });
     await anna.page.locator('#call .call-leave').click();
-    await anna.page.evaluate(
-      () => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))),
-    );
+    await anna.page.locator('#call .call-leave').waitFor({ state: 'hidden' });
+    // A new message arrives and is rendered: that is when a reader at the bottom would be
+    // pulled down to it. This one is left where she was.
+    await seedMessages(browser, server, 'marco.rossi', 'trio-1', ['Message 41, while she reads back.']);
+    await anna.page
+      .locator('#message-list .message .body', { hasText: 'Message 41, while she reads back.' })
+      .waitFor({ state: 'attached' });
     assert.equal(
       await anna.page.locator('#messages').evaluate((el) => el.scrollTop < 400),
       true,
@@ -267,6 +287,19 @@ describe('the page as people read it', { timeout: 150_000 }, () => {
     const entry = anna.page.locator(`#session-list .session[data-id="${now.body.id}"]`);
     const joinButton = entry.getByRole('button', { name: 'Join the session call' });
     await joinButton.waitFor({ timeout: 30_000 });
+    // While disconnected the call cannot be joined, from the list or from the reminder.
+    const reminderJoin = anna.page
+      .locator('#coaching-notices')
+      .getByRole('button', { name: 'Join the session call' });
+    await reminderJoin.waitFor();
+    await anna.context.setOffline(true);
+    await anna.page.waitForFunction(() => /** @type {any} */ (window).triad.status !== 'live');
+    await anna.page.locator('#session-list .session-join:disabled').waitFor();
+    await anna.page.locator('#coaching-notices .session-join:disabled').waitFor();
+    assert.equal(await joinButton.getAttribute('title'), 'Not connected: reconnecting…');
+    await anna.context.setOffline(false);
+    await anna.page.waitForFunction(() => /** @type {any} */ (window).triad.status === 'live');
+    await anna.page.locator('#session-list .session-join:enabled').waitFor();
     await joinButton.click();
     await anna.page.locator('#call .call-leave:not([hidden])').waitFor();
     await entry.locator('.session-state', { hasText: 'you are in the call' }).waitFor();
@@ -298,6 +331,16 @@ describe('the page as people read it', { timeout: 150_000 }, () => {
     await giuliaPage.waitForFunction(() => /** @type {any} */ (window).triad?.status === 'live');
     const body = lars.page.locator('#message-list .message .body', { hasText: 'invoice' });
     await body.waitFor();
+
+    // Plain text that holds what someone typed (tooltips, the page's title) isolates it.
+    const FSI = '\u2068';
+    const PDI = '\u2069';
+    const tooltip = await lars.page
+      .locator('#room-people [data-person="giulia.bianchi"]')
+      .getAttribute('title');
+    assert.equal(tooltip?.split(':')[0], `${FSI}Giulia${RLO}IHCNAIB${PDI}`, `${tooltip}`);
+    const title = await lars.page.title();
+    assert.ok(title.startsWith(FSI) && title.endsWith(`${PDI} · Triad`), title);
 
     // Every element that holds what someone typed is isolated.
     for (const [selector, what] of [

@@ -7,8 +7,9 @@
 //! are compare-and-set updates, so a code or refresh token works once even when two nodes
 //! receive it at the same moment. A refresh token is rotated on each use; presenting a
 //! replaced one again revokes the person's tokens (it was copied), unless it comes back
-//! within [`RETRY_GRACE_MS`] while the token it was exchanged for is still unused (the
-//! answer was lost; the unused one is voided). Revoking a person
+//! within [`GrantSettings::refresh_retry_window`] while the token it was exchanged for is
+//! still unused (the answer was lost; the unused one is voided, and presenting a voided
+//! one revokes). Revoking a person
 //! ([`Collection::Revocations`]) voids every token issued until then, access and refresh
 //! alike, and closes their connections on every node.
 
@@ -43,6 +44,12 @@ pub struct GrantSettings {
     /// The clock leeway of tokens (`jwt.leeway`): a revocation is stamped this far ahead,
     /// so a token minted just before it by a node whose clock runs ahead is void too.
     pub revocation_leeway: Duration,
+    /// A replaced refresh token presented again this soon after its exchange is taken for
+    /// a retry whose answer never arrived (the page closed, the network dropped
+    /// mid-answer), not for a copy, as long as the token it was exchanged for was never
+    /// used: that one is voided and new tokens are issued. Later, or once the successor
+    /// was used, or when the voided successor itself is presented, the person is revoked.
+    pub refresh_retry_window: Duration,
 }
 
 /// Why a sign-in, refresh or revocation failed.
@@ -124,23 +131,18 @@ struct Grant {
     /// The key of the grant it was exchanged for.
     #[serde(default)]
     successor: Option<String>,
+    /// Voided by a retry of the refresh that issued it: its answer was lost, so presenting
+    /// it is presenting a copy.
+    #[serde(default)]
+    voided: bool,
+    /// The key of the grant it was issued for, on a refresh: dropped once this one is
+    /// exchanged in turn.
+    #[serde(default)]
+    predecessor: Option<String>,
 }
 
-/// What a presented refresh token turned out to be.
-enum Presented {
-    /// Good, and now exchanged: the person and when the grant was issued.
-    Fresh(PersonId, Timestamp),
-    /// Exchanged moments ago for a successor (its key): a retry whose answer was lost.
-    Retry(PersonId, Timestamp, String),
-    /// Exchanged before: someone holds a copy.
-    Reused(PersonId),
-}
-
-/// A replaced refresh token presented again this soon after its exchange is taken for a
-/// retry whose answer never arrived (the page closed, the network dropped mid-answer), not
-/// for a copy, as long as the token it was exchanged for was never used: that one is voided
-/// and new tokens are issued. Later, or once the successor was used, it revokes the person.
-pub const RETRY_GRACE_MS: i64 = 60_000;
+/// How often a refresh starts over when another exchange of the same token got in first.
+const REFRESH_ATTEMPTS: usize = 4;
 
 /// A person's revocation: tokens issued at or before it are void.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,97 +290,174 @@ impl Grants {
             return Err(GrantError::UnknownPerson(person));
         }
         tracing::info!(%person, "invitation redeemed");
-        self.issue(&person, now).await
+        let tokens = self.issue(&person, now).await?;
+        match self.prune().await {
+            Ok(0) => {}
+            Ok(dropped) => {
+                tracing::info!(dropped, "refresh grants that can no longer be used dropped")
+            }
+            Err(err) => tracing::warn!(error = %err, "old refresh grants were not dropped"),
+        }
+        Ok(tokens)
     }
 
     /// Exchanges a refresh token for new tokens; the old refresh token stops working.
+    ///
+    /// The new grant is written (unused) before the old one is marked replaced by it, so a
+    /// store failure at any step leaves the old token either untouched or pointing to a
+    /// grant that exists: the client's retry is a retry, never a reuse.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, GrantError> {
-        let now = now_ms();
         let key = digest(refresh_token.trim());
-        let next = secret();
-        let next_key = digest(&next);
-        let outcome = self
-            .grants()
-            .update(&key, |grant| {
-                let mut grant = grant
-                    .ok_or_else(|| GrantError::Revoked("this refresh token is not valid".into()))?;
-                if grant.expires_at <= now {
-                    return Err(GrantError::Revoked("this refresh token has expired".into()));
-                }
-                if let Some(replaced_at) = grant.replaced_at {
-                    // Used before. Nothing changes here; the caller decides.
-                    let presented = match &grant.successor {
-                        Some(successor) if now - replaced_at <= RETRY_GRACE_MS => Presented::Retry(
-                            grant.person.clone(),
-                            grant.issued_at,
-                            successor.clone(),
-                        ),
-                        _ => Presented::Reused(grant.person.clone()),
-                    };
-                    return Ok((Some(grant), presented));
-                }
-                grant.replaced_at = Some(now);
-                grant.successor = Some(next_key.clone());
-                let presented = Presented::Fresh(grant.person.clone(), grant.issued_at);
-                Ok((Some(grant), presented))
-            })
-            .await?;
-        let (person, issued_at) = match outcome {
-            Presented::Fresh(person, issued_at) => (person, issued_at),
-            Presented::Retry(person, issued_at, successor)
-                if self.void_unused(&successor).await? =>
-            {
-                // The successor was never used: this is the same client again. The old
-                // grant now points to the new one, for one more retry.
-                self.grants()
-                    .update(&key, |grant| {
-                        Ok::<_, GrantError>((
-                            grant.map(|mut grant| {
-                                grant.successor = Some(next_key.clone());
-                                grant
-                            }),
-                            (),
-                        ))
-                    })
-                    .await?;
-                tracing::info!(%person, "a refresh was retried; its lost answer is voided");
-                (person, issued_at)
+        // Another exchange of the same token can win the compare-and-set in between: then
+        // this one starts over and sees the token as replaced.
+        for _ in 0..REFRESH_ATTEMPTS {
+            let now = now_ms();
+            let grant = self
+                .grants()
+                .get(&key)
+                .await?
+                .ok_or_else(|| GrantError::Revoked("this refresh token is not valid".into()))?;
+            let person = grant.person.clone();
+            if grant.voided {
+                // Only the answer of a retried refresh is voided, and that answer was never
+                // delivered to the client that retried: whoever holds it has a copy.
+                return Err(self
+                    .reused(&person, "a voided refresh token was presented")
+                    .await);
             }
-            Presented::Retry(person, ..) | Presented::Reused(person) => {
-                tracing::warn!(%person, "a replaced refresh token was presented again; revoking");
-                self.revoke(&person).await?;
+            if grant.expires_at <= now {
+                return Err(GrantError::Revoked("this refresh token has expired".into()));
+            }
+            let expected = match (&grant.replaced_at, &grant.successor) {
+                (None, _) => None,
+                (Some(replaced_at), Some(successor))
+                    if now - replaced_at <= ms(self.settings.refresh_retry_window) =>
+                {
+                    if !self.void_unused(successor).await? {
+                        return Err(self
+                            .reused(&person, "a replaced refresh token was presented again")
+                            .await);
+                    }
+                    Some(successor.clone())
+                }
+                _ => {
+                    return Err(self
+                        .reused(&person, "a replaced refresh token was presented again")
+                        .await);
+                }
+            };
+            // Refresh grants are compared with when the revocation happened, not with its
+            // stamp, which is the clock leeway ahead (for access tokens minted elsewhere).
+            let leeway = ms(self.settings.revocation_leeway);
+            if self
+                .revoked_at(&person)
+                .await?
+                .is_some_and(|at| grant.issued_at <= at.saturating_sub(leeway))
+            {
                 return Err(GrantError::Revoked(
-                    "this refresh token was already used; sign in again".into(),
+                    "access was withdrawn; sign in again".into(),
                 ));
             }
-        };
-        // Refresh grants are compared with when the revocation happened, not with its
-        // stamp, which is the clock leeway ahead (for access tokens minted elsewhere).
-        let leeway = ms(self.settings.revocation_leeway);
-        if self
-            .revoked_at(&person)
-            .await?
-            .is_some_and(|at| issued_at <= at.saturating_sub(leeway))
-        {
-            return Err(GrantError::Revoked(
-                "access was withdrawn; sign in again".into(),
-            ));
+            if self.store.person(&person).await?.is_none() {
+                return Err(GrantError::UnknownPerson(person));
+            }
+            let next = secret();
+            let next_key = digest(&next);
+            let tokens = self.issue_as(&person, now, next, Some(key.clone())).await?;
+            let exchanged = self
+                .grants()
+                .update(&key, |current| match current {
+                    Some(mut current) if !current.voided && current.successor == expected => {
+                        // A retry keeps the time of the first exchange: the window does not
+                        // slide.
+                        current.replaced_at.get_or_insert(now);
+                        current.successor = Some(next_key.clone());
+                        Ok::<_, GrantError>((Some(current), true))
+                    }
+                    other => Ok((other, false)),
+                })
+                .await?;
+            if exchanged {
+                if expected.is_some() {
+                    tracing::info!(%person, "a refresh was retried; its lost answer is voided");
+                }
+                if let Some(predecessor) = &grant.predecessor
+                    && let Err(err) = self.drop_replaced(predecessor, now).await
+                {
+                    tracing::warn!(error = %err, "a replaced refresh grant was not dropped");
+                }
+                return Ok(tokens);
+            }
+            self.grants().delete(&next_key).await?;
         }
-        if self.store.person(&person).await?.is_none() {
-            return Err(GrantError::UnknownPerson(person));
-        }
-        self.issue_as(&person, now, next).await
+        Err(GrantError::Store(StoreError::Unavailable(
+            "this refresh token kept changing; try again".into(),
+        )))
     }
 
-    /// Deletes the grant under `key` if it was never exchanged; says whether it did.
+    /// Revokes `person` because one of their refresh tokens was presented by someone who
+    /// should not have it; the refusal to answer with.
+    async fn reused(&self, person: &PersonId, what: &str) -> GrantError {
+        tracing::warn!(%person, "{what}; revoking");
+        if let Err(err) = self.revoke(person).await {
+            return err;
+        }
+        GrantError::Revoked("this refresh token was already used; sign in again".into())
+    }
+
+    /// Marks the grant under `key` voided if it was never exchanged (or was voided
+    /// already, by a retry that failed before it finished); says whether it is voided now.
     async fn void_unused(&self, key: &str) -> Result<bool, GrantError> {
         Ok(self
             .grants()
             .update(key, |grant| match grant {
-                Some(grant) if grant.replaced_at.is_none() => Ok::<_, GrantError>((None, true)),
+                Some(mut grant) if grant.replaced_at.is_none() => {
+                    grant.voided = true;
+                    Ok::<_, GrantError>((Some(grant), true))
+                }
                 other => Ok((other, false)),
             })
             .await?)
+    }
+
+    /// Drops the grant under `key` if it was replaced longer ago than the retry window:
+    /// presenting it again could no longer be a retry. (Presented later, it is refused as
+    /// unknown without revoking the person.)
+    async fn drop_replaced(&self, key: &str, now: Timestamp) -> Result<(), GrantError> {
+        let window = ms(self.settings.refresh_retry_window);
+        self.grants()
+            .update(key, |grant| match grant {
+                Some(grant) if grant.replaced_at.is_some_and(|at| now - at >= window) => {
+                    Ok::<_, GrantError>((None, ()))
+                }
+                other => Ok((other, ())),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Drops every refresh grant that can no longer be used: past its `expires_at`, or
+    /// replaced longer ago than the retry window. Reads every grant, so it runs
+    /// on a sign-in with an invitation, which is rare; refreshing drops the grant two
+    /// generations back as it goes.
+    pub async fn prune(&self) -> Result<usize, GrantError> {
+        let now = now_ms();
+        let window = ms(self.settings.refresh_retry_window);
+        let mut dropped = 0;
+        for (key, grant) in self.grants().all().await? {
+            // A voided grant is kept until it expires: presenting it revokes the person.
+            if grant.expires_at <= now || grant.replaced_at.is_some_and(|at| now - at >= window) {
+                let removed = self
+                    .grants()
+                    .update(&key, |current| match current {
+                        Some(current) if current == grant => Ok::<_, GrantError>((None, true)),
+                        other => Ok((other, false)),
+                    })
+                    .await?;
+                dropped += usize::from(removed);
+            }
+        }
+        Ok(dropped)
     }
 
     /// Signs out one refresh token.
@@ -388,15 +467,17 @@ impl Grants {
     }
 
     async fn issue(&self, person: &PersonId, now: Timestamp) -> Result<Tokens, GrantError> {
-        self.issue_as(person, now, secret()).await
+        self.issue_as(person, now, secret(), None).await
     }
 
-    /// Issues tokens with `refresh_token` as the new refresh token.
+    /// Issues tokens with `refresh_token` as the new refresh token, in exchange for the
+    /// grant under `predecessor` if it is a refresh.
     async fn issue_as(
         &self,
         person: &PersonId,
         now: Timestamp,
         refresh_token: String,
+        predecessor: Option<String>,
     ) -> Result<Tokens, GrantError> {
         let minter = self
             .minter
@@ -416,6 +497,8 @@ impl Grants {
             expires_at: now + ms(self.settings.refresh_ttl),
             replaced_at: None,
             successor: None,
+            voided: false,
+            predecessor,
         };
         self.grants().put(&digest(&refresh_token), &grant).await?;
         Ok(Tokens {

@@ -7,8 +7,11 @@
 //! - Sign-in (`/api/auth/redeem`, `/api/auth/refresh`, `/api/auth/sign-out`) also counts
 //!   against a much smaller bucket per peer address (`sign_in_rate_per_minute`,
 //!   `sign_in_burst`), so invitation codes and refresh tokens cannot be guessed at speed.
-//!   Only a sign-in that fails (a 4xx answer other than 429) takes a token: the bucket is
-//!   checked before, charged after. So people behind one school's NAT, refreshing on every
+//!   Only a sign-in that refuses a credential that was presented (answered
+//!   `invitation_invalid`, `invitation_used`, `invitation_expired`, `token_invalid` or
+//!   `token_revoked`) takes a token: a signed-out page load without a cookie, a refused
+//!   CSRF header or origin, or a malformed body does not. The bucket is checked before,
+//!   charged after. So people behind one school's NAT, refreshing on every
 //!   page load, are never refused, while guessing stays limited. Failures let through
 //!   together are all charged, the bucket going below empty (down to minus its burst).
 //!
@@ -17,8 +20,8 @@
 //!   each change is pushed to the room and may be e-mailed to its people.
 //!
 //! A refused call is answered 429 `rate_limited` with `Retry-After` (seconds), counted in
-//! `triad_rate_limited_total` and logged at debug only. A sign-in that fails (any 4xx
-//! answer but 429) is counted in `triad_sign_in_failures_total` and logged as a warning
+//! `triad_rate_limited_total` and logged at debug only. A sign-in that fails (one of the
+//! codes above) is counted in `triad_sign_in_failures_total` and logged as a warning
 //! with the peer address (never the code or token sent), at most once a minute per
 //! address (the others at debug).
 //!
@@ -38,10 +41,10 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use triad_protocol::PersonId;
+use triad_protocol::{ErrorCode, PersonId};
 
 use super::api::{ApiError, VerifiedToken};
 use crate::auth::Verified;
@@ -154,6 +157,22 @@ fn changes_coaching(method: &Method, path: &str) -> bool {
     }
 }
 
+/// Whether a sign-in answered with `code` refused a credential that was presented (a
+/// wrong, used or expired code or refresh token): only those count as failed sign-ins. A
+/// signed-out page load without a cookie, a refused CSRF header or origin, or a body a
+/// cross-site form sent do not, so neither ordinary use nor another site can use up an
+/// address's budget.
+fn refuses_credential(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::InvitationInvalid
+            | ErrorCode::InvitationUsed
+            | ErrorCode::InvitationExpired
+            | ErrorCode::TokenInvalid
+            | ErrorCode::TokenRevoked
+    )
+}
+
 /// The bearer token of the request, if it has one that verifies.
 fn verified(gateway: &Gateway, headers: &HeaderMap) -> Option<Verified> {
     let token = headers
@@ -207,7 +226,12 @@ pub async fn limit(State(state): State<Limited>, mut request: Request, next: Nex
     }
     let response = next.run(request).await;
     let status = response.status();
-    if sign_in && status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+    if sign_in
+        && response
+            .extensions()
+            .get::<ErrorCode>()
+            .is_some_and(|code| refuses_credential(*code))
+    {
         crate::metrics::sign_in_failed();
         let status = status.as_u16();
         match client {

@@ -28,7 +28,12 @@ impl CycleReport {
     }
 
     fn write_html(&self, out: &mut String) -> std::fmt::Result {
-        let title = format!("{}: {}", self.title, self.cycle.name);
+        // Plain text, not markup: isolates (FSI … PDI) keep an override in either part
+        // inside it.
+        let title = format!(
+            "\u{2068}{}\u{2069}: \u{2068}{}\u{2069}",
+            self.title, self.cycle.name
+        );
         writeln!(out, "<!DOCTYPE html>")?;
         writeln!(out, "<html lang=\"en\">")?;
         writeln!(out, "<head>")?;
@@ -210,6 +215,22 @@ mod tests {
     }
 
     #[test]
+    fn the_title_isolates_what_people_typed() {
+        let mut report = sample::report();
+        report.title = "Trio \u{202e}one".into();
+        let html = report.to_html();
+        let title = html
+            .lines()
+            .find(|l| l.starts_with("<title>"))
+            .expect("a title");
+        assert!(
+            title.starts_with("<title>\u{2068}Trio \u{202e}one\u{2069}: \u{2068}"),
+            "{title}"
+        );
+        assert!(title.ends_with("\u{2069}</title>"), "{title}");
+    }
+
+    #[test]
     fn escape_covers_the_five_characters() {
         assert_eq!(
             escape(r#"<a href="x">Tom & Jerry's</a>"#),
@@ -227,7 +248,9 @@ mod tests {
         assert!(html.contains("<meta charset=\"utf-8\">"));
         assert!(html.trim_end().ends_with("</html>"));
         assert!(
-            html.contains("<title>Trio 1: Assessment for learning: Cycle 1: Vejle</title>"),
+            html.contains(
+                "<title>\u{2068}Trio 1: Assessment for learning\u{2069}: \u{2068}Cycle 1: Vejle\u{2069}</title>"
+            ),
             "{html}"
         );
         assert!(

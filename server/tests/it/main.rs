@@ -16,5 +16,6 @@ mod pins;
 mod programme;
 mod refusals;
 mod report;
+mod signin;
 mod smtp_sink;
 mod store_outage;

@@ -152,6 +152,8 @@ impl IntoResponse for ApiError {
             problem.message = bounded(&problem.message);
         }
         let mut response = (self.status, Json(&self)).into_response();
+        // For the middleware in front (which refusals count as failed sign-ins).
+        response.extensions_mut().insert(self.code);
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
