@@ -200,6 +200,13 @@ impl CloseCode {
     /// The person was removed from the programme or their access revoked.
     pub const REVOKED: Self = Self(4009);
 
+    /// The close reason sent with [`CloseCode::REVOKED`] when the coordinator withdrew the
+    /// person's access (or removed them from the programme).
+    pub const REASON_WITHDRAWN: &'static str = "access withdrawn";
+    /// The close reason sent with [`CloseCode::REVOKED`] when the person signed out on every
+    /// device.
+    pub const REASON_SIGNED_OUT_EVERYWHERE: &'static str = "signed out everywhere";
+
     /// Whether a client should reconnect (with resume) after this close.
     pub fn should_reconnect(self) -> bool {
         !matches!(

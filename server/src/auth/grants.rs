@@ -20,7 +20,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use triad_protocol::{ErrorCode, PersonId, Timestamp};
+use triad_protocol::{CloseCode, ErrorCode, PersonId, Timestamp};
 
 use super::jwt::{AuthError, TokenMinter, Verified};
 use crate::hub::Hub;
@@ -28,9 +28,9 @@ use crate::store::docs::{Docs, UpdateError};
 use crate::store::{Collection, SharedStore, StoreError, now_ms};
 
 /// The close reason (with close code 4009) when the coordinator withdrew a person's access.
-pub const REASON_WITHDRAWN: &str = "access withdrawn";
+const REASON_WITHDRAWN: &str = CloseCode::REASON_WITHDRAWN;
 /// The close reason (with close code 4009) when the person signed out on every device.
-pub const REASON_SIGNED_OUT: &str = "signed out everywhere";
+const REASON_SIGNED_OUT: &str = CloseCode::REASON_SIGNED_OUT_EVERYWHERE;
 
 /// How long tokens and invitations last.
 #[derive(Debug, Clone, Copy)]
